@@ -1,0 +1,309 @@
+"""Signature analysis: the only place that inspects the functions users give us.
+
+Each function is analysed once, when it is decorated or registered: the run context
+parameter is found by annotation (any name, any position, also inside `Optional`,
+`X | None` and `Annotated`), else an unannotated parameter named `ctx`. For tools, the
+remaining parameters become one pydantic validator and the JSON schema the model sees,
+with descriptions from the docstring (Google, NumPy or Sphinx style, parsed by
+`docstring_parser`) and from `Annotated[T, Field(description=...)]`. Annotations that
+cannot be resolved at decoration time (forward references, `TYPE_CHECKING` imports) are
+resolved on first use. Every problem found is reported in one `UserError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, NotRequired, Union, get_args, get_origin
+
+import docstring_parser
+from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic_core import to_jsonable_python
+from typing_extensions import TypedDict
+
+from .context import RunContext
+from .exceptions import ContextTypeError, UserError
+
+__all__ = ["ContextParam", "FunctionSchema", "InjectedCall", "caller_namespace"]
+
+_EMPTY = inspect.Parameter.empty
+
+
+def caller_namespace(depth: int) -> dict[str, Any] | None:
+    """Return the local namespace `depth` frames up, for resolving annotations of local classes."""
+    frame = sys._getframe(depth + 1)
+    if frame.f_code.co_name == "<module>":
+        return None  # module level: the function's globals already hold everything
+    return dict(frame.f_locals)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextParam:
+    """The injected context parameter of a function."""
+
+    name: str
+    """The parameter's name."""
+    cls: type[RunContext]
+    """The class the context must be an instance of (`RunContext` when unannotated)."""
+    optional: bool
+    """Whether the annotation admits `None`."""
+
+    def check(self, ctx: Any, owner: str) -> None:
+        """Raise `ContextTypeError` when `ctx` is not an instance of the annotated class."""
+        if not isinstance(ctx, self.cls):
+            raise ContextTypeError(
+                f"{owner} needs a {self.cls.__qualname__} for its parameter {self.name!r}, but the run's "
+                f"context is a {type(ctx).__qualname__}; pass a {self.cls.__qualname__} instance as "
+                "context= (or a subclass of it)."
+            )
+
+
+def _context_class(hint: Any, where: str) -> tuple[type[RunContext], bool] | None:
+    if get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    optional = False
+    if get_origin(hint) in (Union, types.UnionType):
+        members = get_args(hint)
+        rest = [m for m in members if m is not type(None)]
+        optional = len(rest) < len(members)
+        contexts = [m for m in rest if _context_class(m, where) is not None]
+        if not contexts:
+            return None
+        if len(rest) > 1:
+            raise UserError(
+                f"{where} is annotated with a union of a run context and other types; annotate it "
+                "with one RunContext class, optionally `| None`."
+            )
+        hint = get_args(rest[0])[0] if get_origin(rest[0]) is Annotated else rest[0]
+    if isinstance(hint, type) and issubclass(hint, RunContext):
+        return hint, optional
+    return None
+
+
+class FunctionSchema:
+    """What cogent knows about one user function: its context parameter and arguments.
+
+    Args:
+        func: The function (sync or async; a bound method is fine).
+        owner: How errors name the function, e.g. ``"Tool 'lookup'"``.
+        localns: Extra names for resolving string annotations (the defining scope's locals).
+        with_arguments: Whether to build the argument validator and JSON schema (tools only).
+
+    Raises:
+        UserError: If the signature cannot work: two context parameters, `*args` or
+            `**kwargs`, positional-only parameters (tools), or an annotation that cannot
+            be resolved once resolution is attempted.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        owner: str,
+        localns: dict[str, Any] | None = None,
+        with_arguments: bool = False,
+    ) -> None:
+        self.func = func
+        self.owner = owner
+        self.is_async = inspect.iscoroutinefunction(inspect.unwrap(func)) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
+        )
+        self.signature = inspect.signature(func)
+        self._localns = localns
+        self._with_arguments = with_arguments
+        self._resolved = False
+        self._context: ContextParam | None = None
+        self._params: tuple[str, ...] = ()
+        self._adapter: TypeAdapter[Any] | None = None
+        self._json_schema: dict[str, Any] = {}
+        self.description = ""
+        self._check_kinds()
+        with contextlib.suppress(NameError):  # an annotation names something not defined yet:
+            self._resolve()  # resolved on first use instead
+
+    def _check_kinds(self) -> None:
+        problems = []
+        for p in self.signature.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                problems.append(f"parameter {p.name!r} is variadic (*args/**kwargs); give it a name and a type")
+            elif p.kind is p.POSITIONAL_ONLY and self._with_arguments:
+                problems.append(f"parameter {p.name!r} is positional-only; remove the '/' from the signature")
+        if problems:
+            raise UserError(f"{self.owner} cannot be used: " + "; ".join(problems) + ".")
+
+    def _hints(self) -> dict[str, Any]:
+        try:
+            return typing.get_type_hints(self.func, localns=self._localns, include_extras=True)
+        except NameError:
+            raise
+        except Exception as exc:  # e.g. TypeError from a malformed annotation
+            raise UserError(f"{self.owner} has an annotation that cannot be evaluated: {exc}.") from exc
+
+    def _resolve(self) -> None:
+        hints = self._hints()
+        problems: list[str] = []
+        contexts: list[ContextParam] = []
+        params: list[str] = []
+        for p in self.signature.parameters.values():
+            if p.name == "self":
+                continue
+            hint = hints.get(p.name, _EMPTY)
+            found = _context_class(hint, f"{self.owner}'s parameter {p.name!r}") if hint is not _EMPTY else None
+            if found is not None:
+                contexts.append(ContextParam(p.name, found[0], found[1]))
+            elif hint is _EMPTY and p.name == "ctx":
+                contexts.append(ContextParam(p.name, RunContext, True))
+            else:
+                params.append(p.name)
+        if len(contexts) > 1:
+            names = ", ".join(repr(c.name) for c in contexts)
+            problems.append(f"it has {len(contexts)} run context parameters ({names}); keep exactly one")
+        if problems:
+            raise UserError(f"{self.owner} cannot be used: " + "; ".join(problems) + ".")
+        self._context = contexts[0] if contexts else None
+        self._params = tuple(params)
+        if self._with_arguments:
+            self._build_validator(hints)
+        self._resolved = True
+
+    def _ensure_resolved(self) -> None:
+        if self._resolved:
+            return
+        try:
+            self._resolve()
+        except NameError as exc:
+            raise UserError(
+                f"{self.owner} has a type annotation that cannot be resolved: "
+                f"{self._unresolvable_parameter()}{exc}. Import the name at module level (not only under "
+                "TYPE_CHECKING) or define it before the first run."
+            ) from exc
+
+    def _unresolvable_parameter(self) -> str:
+        globalns = getattr(inspect.unwrap(self.func), "__globals__", {})
+        for p in self.signature.parameters.values():
+            if isinstance(p.annotation, str):
+                try:
+                    eval(p.annotation, globalns, self._localns or {})  # noqa: S307 - annotations only
+                except Exception:
+                    return f"parameter {p.name!r}: "
+        return ""
+
+    def _build_validator(self, hints: dict[str, Any]) -> None:
+        doc = docstring_parser.parse(inspect.getdoc(self.func) or "")
+        described = {p.arg_name: p.description for p in doc.params if p.description}
+        fields: dict[str, Any] = {}
+        defaults: dict[str, Any] = {}
+        for name in self._params:
+            p = self.signature.parameters[name]
+            hint = hints.get(name, Any)
+            if name in described:
+                hint = Annotated[hint, Field(description=described[name])]
+            if p.default is _EMPTY:
+                fields[name] = hint
+            else:
+                fields[name] = NotRequired[hint]
+                defaults[name] = p.default
+        arguments = TypedDict(f"{self.func.__name__}_arguments", fields)  # type: ignore[misc]
+        arguments.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        try:
+            self._adapter = TypeAdapter(arguments)
+            schema = self._adapter.json_schema()
+        except Exception as exc:
+            raise UserError(f"{self.owner} has parameters pydantic cannot validate: {exc}") from exc
+        schema.pop("title", None)
+        for name, default in defaults.items():
+            try:
+                schema["properties"][name]["default"] = to_jsonable_python(default)
+            except Exception:  # noqa: S112 - a default without a JSON form is simply not shown
+                continue
+        self._json_schema = schema
+        self.description = (doc.description or "").strip()
+
+    @property
+    def context(self) -> ContextParam | None:
+        """The injected context parameter, or `None` if the function takes none."""
+        self._ensure_resolved()
+        return self._context
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The names of the parameters that are not the context, in order."""
+        self._ensure_resolved()
+        return self._params
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of the arguments (tools only)."""
+        self._ensure_resolved()
+        return self._json_schema
+
+    @property
+    def docstring_description(self) -> str:
+        """The docstring without its parameter sections (tools only)."""
+        self._ensure_resolved()
+        return self.description
+
+    def validate(self, arguments: str | bytes | dict[str, Any]) -> dict[str, Any]:
+        """Validate a model's arguments (JSON text or a dict) into keyword arguments.
+
+        Raises:
+            pydantic.ValidationError: If the arguments do not match the signature.
+        """
+        if not self._resolved:
+            self._ensure_resolved()
+        assert self._adapter is not None
+        if isinstance(arguments, dict):
+            result: dict[str, Any] = self._adapter.validate_python(arguments)
+        else:
+            result = self._adapter.validate_json(arguments or "{}")
+        return result
+
+
+class InjectedCall:
+    """A user callable the framework calls with fixed positional values plus the context.
+
+    Used for interceptor functions and methods, approval handlers and instructions
+    callables: the values are passed to the non-context parameters in order, the
+    context to the context parameter.
+
+    Args:
+        func: The callable.
+        owner: How errors name it.
+        arity: How many non-context parameters the framework passes.
+        localns: Extra names for resolving string annotations.
+
+    Raises:
+        UserError: If the callable does not take exactly `arity` non-context parameters.
+    """
+
+    __slots__ = ("_names", "context", "func", "is_async", "owner")
+
+    def __init__(self, func: Callable[..., Any], *, owner: str, arity: int, localns: dict[str, Any] | None = None):
+        schema = FunctionSchema(func, owner=owner, localns=localns)
+        self.func = func
+        self.owner = owner
+        self.is_async = schema.is_async
+        self.context = schema.context
+        self._names = schema.parameters
+        if len(self._names) != arity:
+            raise UserError(
+                f"{owner} must take {arity} parameter(s) besides the run context, but takes "
+                f"{len(self._names)} ({', '.join(self._names) or 'none'}); fix its signature."
+            )
+
+    async def __call__(self, ctx: RunContext | None, *args: Any) -> Any:
+        """Call the function with `args` and the context; await it when it is async."""
+        kwargs = dict(zip(self._names, args, strict=True))
+        if self.context is not None:
+            if ctx is not None:
+                self.context.check(ctx, self.owner)
+            kwargs[self.context.name] = ctx
+        result = self.func(**kwargs)
+        if self.is_async:
+            result = await result
+        return result

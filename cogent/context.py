@@ -1,0 +1,498 @@
+"""The run context: typed dependencies for tools, interceptors and subagents.
+
+Subclass `RunContext` with your own fields (ids, permissions, database handles, API
+clients) and pass an instance to `agent.run(..., context=...)`. Every tool,
+interceptor, approval handler or instructions callable that declares a parameter
+annotated with `RunContext` (or a subclass) receives the run's context. Nothing in
+the context is ever sent to the model.
+
+The helper contexts (`DelegationContext`, `TaskContext`, `RetryContext`,
+`TimedContext`, `ExecutionContext`) carry fields the framework itself maintains:
+delegation depth, task lineage, retry counts and deadlines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic import TypeAdapter
+
+from .core import generate_id, now_utc
+from .exceptions import UserError
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = [
+    "DelegationContext",
+    "ExecutionContext",
+    "RetryContext",
+    "RunContext",
+    "TaskContext",
+    "TimedContext",
+    "ToolApprovalItem",
+    "current_context",
+    "is_secret_name",
+]
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential", "private_key")
+_MASK = "'***'"
+
+
+def is_secret_name(name: str) -> bool:
+    """Return whether a field or metadata key names a secret, so its value is never printed.
+
+    The rule: the lowercased name contains one of `password`, `passwd`, `secret`,
+    `token`, `api_key`, `apikey`, `credential` or `private_key`.
+
+    Args:
+        name: A field name or a metadata key.
+    """
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+# --- Frozen subclasses -------------------------------------------------------------
+#
+# `dataclasses` refuses a frozen subclass of a non-frozen dataclass (and the reverse).
+# The context classes below must accept both, so their `__dataclass_params__` is
+# replaced by `_NeutralParams`, whose `frozen` reports the frozen flag of the subclass
+# that `@dataclass` is processing at that moment. `dataclasses` stores a class's own
+# parameters before it checks its bases, and `RunContext.__init_subclass__` records
+# the class being created in this thread, so the check always compares the subclass
+# with itself. Frozen-ness within a user's own hierarchy is still checked as usual.
+
+_being_defined = threading.local()
+
+
+class _NeutralParams:
+    """Dataclass parameters that agree with whichever subclass is being decorated."""
+
+    def __init__(self, params: Any) -> None:
+        self._params = params
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._params, name)
+
+    @property
+    def frozen(self) -> bool:
+        cls = getattr(_being_defined, "cls", None)
+        if cls is not None and "__dataclass_fields__" not in cls.__dict__:
+            own = cls.__dict__.get("__dataclass_params__")
+            if own is not None:
+                return bool(own.frozen)
+        return False
+
+    def __repr__(self) -> str:
+        return repr(self._params)
+
+
+def _neutral(cls: type[Any]) -> type[Any]:
+    cls.__dataclass_params__ = _NeutralParams(cls.__dataclass_params__)
+    return cls
+
+
+# --- Approvals ---------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class ToolApprovalItem:
+    """A tool call that needs a human (or a handler) to approve or reject it."""
+
+    tool_name: str
+    """The tool the model wants to call."""
+    call_id: str
+    """The id of the tool call; per-call decisions are recorded against it."""
+    arguments: str
+    """The call's arguments as JSON text."""
+    agent_name: str
+    """The agent whose model made the call."""
+
+
+@dataclass(kw_only=True, slots=True)
+class _ApprovalRecord:
+    approved: bool | list[str] = field(default_factory=list)
+    rejected: bool | list[str] = field(default_factory=list)
+
+
+_APPROVALS_ATTR = "_cogent_approvals"
+_APPROVAL_RECORDS: TypeAdapter[dict[str, _ApprovalRecord]] = TypeAdapter(dict[str, _ApprovalRecord])
+
+_current: ContextVar[RunContext] = ContextVar("cogent_current_context")
+
+
+@_neutral
+@dataclass(kw_only=True)
+class RunContext:
+    """The context of one agent execution: your dependencies, never the model's input.
+
+    Subclass it with `@dataclass` (required fields, `frozen=True`, `slots=True` and
+    pydantic dataclasses all work) and add your own fields. The base fields are
+    keyword-only.
+    """
+
+    query: str = field(default="", repr=False)
+    """The input of the top-level run; filled in by the first `agent.run()` when empty."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Untyped extension data. Copied (not shared) into child contexts."""
+    if TYPE_CHECKING:
+        agent: Agent[Any, Any] | None = field(default=None, init=False, repr=False, compare=False)
+        """The agent executing this context (set by the framework)."""
+    else:
+        agent: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _being_defined.cls = cls
+        if "__repr__" not in cls.__dict__:
+            # Claim __repr__ before @dataclass runs, so the secret-masking one is kept.
+            cls.__repr__ = RunContext.__repr__  # type: ignore[method-assign]
+        mro = cls.__mro__
+        task, delegation = globals().get("TaskContext"), globals().get("DelegationContext")
+        if task in mro and delegation in mro and mro.index(task) < mro.index(delegation):
+            raise UserError(
+                f"{cls.__name__} lists TaskContext before DelegationContext; both define `depth`. "
+                "List DelegationContext first (or inherit from ExecutionContext)."
+            )
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value: Any = getattr(self, f.name, None)
+            if is_secret_name(f.name):
+                text = _MASK
+            elif f.name == "metadata":
+                text = (
+                    "{"
+                    + ", ".join(
+                        f"{k!r}: {_MASK if isinstance(k, str) and is_secret_name(k) else repr(v)}"
+                        for k, v in value.items()
+                    )
+                    + "}"
+                )
+            else:
+                text = repr(value)
+            parts.append(f"{f.name}={text}")
+        return f"{type(self).__qualname__}({', '.join(parts)})"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return `metadata[key]`, or `default` when the key is absent.
+
+        Args:
+            key: The metadata key.
+            default: What to return when `key` is not in the metadata.
+        """
+        return self.metadata.get(key, default)
+
+    def with_metadata(self, **kwargs: Any) -> Self:
+        """Return a copy of this context with `kwargs` merged into a new metadata dict.
+
+        The original context and its metadata dict are left untouched; every other
+        field is shared with the copy (a shallow copy).
+
+        Args:
+            **kwargs: Metadata entries to add or replace.
+
+        Returns:
+            A new instance of the same class.
+        """
+        new = copy.copy(self)
+        object.__setattr__(new, "metadata", {**self.metadata, **kwargs})
+        return new
+
+    def create_child_context(self) -> Self:
+        """Return the context a subagent executes with when this context delegates.
+
+        The child is a shallow copy of the same class: `query` is preserved, `metadata`
+        is copied (writes in the child never reach the parent), and the helper fields
+        advance (depth + 1, new task id with the lineage extended, retry counters reset,
+        deadline inherited). The framework sets `agent` on the result. Override it to
+        build children your own way; the framework calls your override.
+
+        Returns:
+            A new instance of the same class.
+        """
+        child = copy.copy(self)
+        for name, value in self._child_updates().items():
+            object.__setattr__(child, name, value)
+        return child
+
+    def _child_updates(self) -> dict[str, Any]:
+        """Return the field values a child context gets; helpers extend it cooperatively."""
+        return {"metadata": dict(self.metadata), "agent": None}
+
+    # --- approvals (the OpenAI Agents SDK's RunContextWrapper API) ---
+
+    def _approval_records(self) -> dict[str, _ApprovalRecord]:
+        records: dict[str, _ApprovalRecord] | None = self.__dict__.get(_APPROVALS_ATTR)
+        if records is None:
+            records = {}
+            object.__setattr__(self, _APPROVALS_ATTR, records)
+        return records
+
+    def is_tool_approved(self, tool_name: str, call_id: str) -> bool | None:
+        """Return the recorded decision for one tool call.
+
+        Semantics of the OpenAI Agents SDK's `RunContextWrapper.is_tool_approved`: a
+        permanent decision applies to every call of the tool (approval wins when both a
+        permanent approval and a permanent rejection exist); otherwise the per-call
+        decision for `call_id` applies.
+
+        Args:
+            tool_name: The tool's name.
+            call_id: The tool call's id.
+
+        Returns:
+            `True` (approved), `False` (rejected) or `None` (not decided yet).
+        """
+        record = self._approval_records().get(tool_name)
+        if record is None:
+            return None
+        if record.approved is True:
+            return True
+        if record.rejected is True:
+            return False
+        if isinstance(record.approved, list) and call_id in record.approved:
+            return True
+        if isinstance(record.rejected, list) and call_id in record.rejected:
+            return False
+        return None
+
+    def get_approval_status(
+        self, tool_name: str, call_id: str, *, existing_pending: ToolApprovalItem | None = None
+    ) -> bool | None:
+        """Return the decision for a call, also trying the pending item's tool name.
+
+        Args:
+            tool_name: The tool's name.
+            call_id: The tool call's id.
+            existing_pending: A pending item whose `tool_name` is tried when `tool_name`
+                has no decision.
+
+        Returns:
+            `True`, `False` or `None` as `is_tool_approved`.
+        """
+        status = self.is_tool_approved(tool_name, call_id)
+        if status is None and existing_pending is not None:
+            status = self.is_tool_approved(existing_pending.tool_name, call_id)
+        return status
+
+    def approve_tool(self, approval_item: ToolApprovalItem, always_approve: bool = False) -> None:
+        """Approve a pending tool call, or every call of that tool with `always_approve`.
+
+        Args:
+            approval_item: The pending call, from `result.interruptions` or a handler.
+            always_approve: Approve all future calls of the tool in runs using this context.
+        """
+        self._decide(approval_item, always=always_approve, approve=True)
+
+    def reject_tool(self, approval_item: ToolApprovalItem, always_reject: bool = False) -> None:
+        """Reject a pending tool call, or every call of that tool with `always_reject`.
+
+        A rejected call does not run; the model receives a rejection message instead.
+
+        Args:
+            approval_item: The pending call.
+            always_reject: Reject all future calls of the tool in runs using this context.
+        """
+        self._decide(approval_item, always=always_reject, approve=False)
+
+    def _decide(self, item: ToolApprovalItem, *, always: bool, approve: bool) -> None:
+        records = self._approval_records()
+        record = records.setdefault(item.tool_name, _ApprovalRecord())
+        if always:
+            record.approved = approve
+            record.rejected = [] if approve else True
+            return
+        opposite = record.rejected if approve else record.approved
+        if isinstance(opposite, list) and item.call_id in opposite:
+            opposite.remove(item.call_id)
+        target = record.approved if approve else record.rejected
+        if isinstance(target, list) and item.call_id not in target:
+            target.append(item.call_id)
+
+    def _export_approvals(self) -> dict[str, Any]:
+        exported: dict[str, Any] = _APPROVAL_RECORDS.dump_python(self._approval_records(), mode="json")
+        return exported
+
+    def _import_approvals(self, data: dict[str, Any]) -> None:
+        """Add exported decisions; decisions already recorded on this context win."""
+        records = self._approval_records()
+        for name, record in _APPROVAL_RECORDS.validate_python(data).items():
+            records.setdefault(name, record)
+
+
+def _execution_copy(context: RunContext, agent: Agent[Any, Any], query: str) -> RunContext:
+    """Return the context one top-level run executes with (see DESIGN: per-execution copies)."""
+    context._approval_records()  # create the shared record dict before copying
+    if not context.query:
+        with contextlib.suppress(AttributeError):  # frozen: FrozenInstanceError is an AttributeError
+            context.query = query
+    execution = copy.copy(context)
+    object.__setattr__(execution, "metadata", dict(context.metadata))
+    object.__setattr__(execution, "agent", agent)
+    if not execution.query:
+        object.__setattr__(execution, "query", query)
+    return execution
+
+
+def current_context() -> RunContext:
+    """Return the context of the innermost executing agent or tool.
+
+    Works in async code and in sync tools running in worker threads.
+
+    Raises:
+        LookupError: If called outside a run.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError(
+            "current_context() was called outside an agent run; call it from a tool, an "
+            "interceptor or code that a run executes, or pass the context explicitly."
+        ) from None
+
+
+# --- Helper contexts: fields the framework maintains --------------------------------
+
+
+@_neutral
+@dataclass(kw_only=True)
+class DelegationContext(RunContext):
+    """Delegation depth, enforced by the framework.
+
+    Each delegation gives the child `depth + 1`. A delegation from a context whose
+    `depth >= max_depth` is refused: the subagent does not run, the model receives an
+    error tool result, and the trace records a `delegation_refused` event.
+    """
+
+    depth: int = 0
+    """How many delegations separate this context from the top-level run."""
+    max_depth: int = 3
+    """The depth from which delegations are refused."""
+
+    @property
+    def can_delegate(self) -> bool:
+        """Whether a delegation from this context is allowed (`depth < max_depth`)."""
+        return self.depth < self.max_depth
+
+    def _child_updates(self) -> dict[str, Any]:
+        updates = super()._child_updates()
+        updates["depth"] = self.depth + 1
+        return updates
+
+
+@_neutral
+@dataclass(kw_only=True)
+class TaskContext(RunContext):
+    """Task lineage, maintained by the framework.
+
+    Each delegation gives the child a new `task_id`, sets its `parent_task_id` to the
+    parent's `task_id` and appends the parent's id to `task_chain`.
+    """
+
+    task_id: str = field(default_factory=generate_id)
+    """This execution's task id."""
+    parent_task_id: str | None = None
+    """The delegating execution's task id, `None` at the top level."""
+    task_chain: list[str] = field(default_factory=list)
+    """The task ids from the root down to (excluding) this one."""
+
+    @property
+    def is_root_task(self) -> bool:
+        """Whether this is the top-level task."""
+        return self.parent_task_id is None
+
+    @property
+    def depth(self) -> int:
+        """The number of ancestors (`len(task_chain)`)."""
+        return len(self.task_chain)
+
+    def _child_updates(self) -> dict[str, Any]:
+        updates = super()._child_updates()
+        updates.update(task_id=generate_id(), parent_task_id=self.task_id, task_chain=[*self.task_chain, self.task_id])
+        return updates
+
+
+@_neutral
+@dataclass(kw_only=True)
+class RetryContext(RunContext):
+    """Retry tracking, maintained by the framework.
+
+    A tool call that retries an earlier failed call of the same tool (after
+    `ModelRetry` or an argument validation error) receives a copy of the context with
+    `retry_count` set to the number of failures so far and `is_retry=True`.
+    `max_retries` bounds the retries of each tool in runs using this context.
+    """
+
+    retry_count: int = 0
+    """How many times the current tool call has failed before."""
+    max_retries: int = 3
+    """The number of retries allowed per tool."""
+    is_retry: bool = False
+    """Whether the current tool call is a retry."""
+
+    def _child_updates(self) -> dict[str, Any]:
+        updates = super()._child_updates()
+        updates.update(retry_count=0, is_retry=False)
+        return updates
+
+
+@_neutral
+@dataclass(kw_only=True)
+class TimedContext(RunContext):
+    """A deadline, enforced by the framework.
+
+    Model requests, tool calls and subagents run inside an anyio cancel scope that
+    ends at `deadline`; when it passes, `run()` raises `DeadlineExceeded`. Children
+    inherit the deadline and get their own `started_at`.
+    """
+
+    started_at: datetime = field(default_factory=now_utc)
+    """When this execution started (UTC)."""
+    deadline: datetime | None = None
+    """When the run must be finished (timezone-aware), or `None`."""
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Seconds since `started_at`."""
+        return (now_utc() - self.started_at).total_seconds()
+
+    @property
+    def is_overdue(self) -> bool:
+        """Whether the deadline has passed."""
+        return self.deadline is not None and now_utc() > self.deadline
+
+    @property
+    def remaining_seconds(self) -> float | None:
+        """Seconds until the deadline (negative when overdue), or `None` without one."""
+        if self.deadline is None:
+            return None
+        return (self.deadline - now_utc()).total_seconds()
+
+    def _child_updates(self) -> dict[str, Any]:
+        updates = super()._child_updates()
+        updates["started_at"] = now_utc()
+        return updates
+
+
+@_neutral
+@dataclass(kw_only=True)
+class ExecutionContext(DelegationContext, TaskContext, RetryContext, TimedContext):
+    """The spec's combined context: lineage, depth, retries and a deadline.
+
+    All the helper behaviours apply; `create_child_context()` produces what the spec's
+    `ExecutionContext.create_child_context()` does (new task id, parent id, depth + 1,
+    metadata, fresh `started_at`, inherited deadline), plus the extended `task_chain`.
+    """
+
+    max_depth: int = 5
+    """The depth from which delegations are refused (the spec's default: 5)."""

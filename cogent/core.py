@@ -1,0 +1,34 @@
+"""Small helpers the spec imports from `cogent.core`."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import UTC, datetime
+
+__all__ = ["generate_id", "now_utc"]
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def generate_id(prefix: str = "", length: int = 8) -> str:
+    """Return a new random identifier.
+
+    Args:
+        prefix: Text put before the random part, e.g. `"task_"`.
+        length: Number of random characters (lowercase letters and digits).
+
+    Returns:
+        `prefix` followed by `length` random characters from a cryptographic source.
+
+    Raises:
+        ValueError: If `length` is smaller than 1.
+    """
+    if length < 1:
+        raise ValueError(f"generate_id() needs length >= 1, got {length}; pass a positive length.")
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def now_utc() -> datetime:
+    """Return the current time as a timezone-aware `datetime` in UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,147 @@
+"""The message history: what was said to and by the model.
+
+A conversation is a list of `Message`s. It round-trips through JSON
+(`messages_to_json` / `messages_from_json`), so it can be stored and resumed with
+`agent.run(..., message_history=...)`. Nothing from the run context is ever part of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import Field, TypeAdapter
+
+from .usage import Usage
+
+__all__ = [
+    "Message",
+    "ModelResponse",
+    "RetryPrompt",
+    "SystemPrompt",
+    "ToolCall",
+    "ToolReturn",
+    "UserPrompt",
+    "messages_from_json",
+    "messages_to_json",
+]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A request from the model to call a tool.
+
+    Positional use is allowed, as in `ToolCall("lookup_order", {"order_id": 42})`.
+    """
+
+    name: str
+    """The tool's name."""
+    arguments: str | dict[str, Any] = field(default_factory=dict)
+    """The arguments: a JSON object as text (as providers send it) or a dict."""
+    id: str | None = None
+    """The provider's call id; the run assigns one when it is `None`."""
+
+    def arguments_json(self) -> str:
+        """Return the arguments as JSON text."""
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+@dataclass(kw_only=True, slots=True)
+class SystemPrompt:
+    """Instructions for the model (sent first in every request, never stored by the run)."""
+
+    content: str
+    """The instructions."""
+    kind: Literal["system"] = "system"
+    """Discriminator for JSON round trips."""
+
+
+@dataclass(kw_only=True, slots=True)
+class UserPrompt:
+    """The user's input (or a delegating agent's task) for one run."""
+
+    content: str
+    """The text."""
+    kind: Literal["user"] = "user"
+    """Discriminator for JSON round trips."""
+
+
+@dataclass(kw_only=True, slots=True)
+class ModelResponse:
+    """What the model answered: text, tool calls, or both, and the tokens it took."""
+
+    text: str | None = None
+    """The text part, if any."""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The tool calls, in the order the model made them."""
+    usage: Usage = field(default_factory=Usage)
+    """Tokens of this response as reported by the model (`requests` is set by the run)."""
+    model_name: str | None = None
+    """The name of the model that answered, when known."""
+    kind: Literal["response"] = "response"
+    """Discriminator for JSON round trips."""
+
+
+@dataclass(kw_only=True, slots=True)
+class ToolReturn:
+    """The result of one tool call, sent back to the model."""
+
+    tool_name: str
+    """The tool that was called."""
+    tool_call_id: str
+    """The id of the `ToolCall` this answers."""
+    content: str
+    """The result as text (strings as they are, other values as JSON)."""
+    kind: Literal["tool_return"] = "tool_return"
+    """Discriminator for JSON round trips."""
+
+
+@dataclass(kw_only=True, slots=True)
+class RetryPrompt:
+    """A request to the model to try again: invalid arguments, `ModelRetry`, bad output."""
+
+    content: str
+    """What was wrong, for the model."""
+    tool_name: str | None = None
+    """The tool concerned, or `None` for a retry of the final answer."""
+    tool_call_id: str | None = None
+    """The id of the `ToolCall` this answers, when it answers one."""
+    kind: Literal["retry"] = "retry"
+    """Discriminator for JSON round trips."""
+
+
+Message: TypeAlias = Annotated[
+    SystemPrompt | UserPrompt | ModelResponse | ToolReturn | RetryPrompt,
+    Field(discriminator="kind"),
+]
+"""One entry of a message history."""
+
+_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+
+def messages_to_json(messages: list[Message]) -> str:
+    """Serialize a message history to JSON text.
+
+    Args:
+        messages: The history, e.g. `result.messages`.
+
+    Returns:
+        JSON text that `messages_from_json` turns back into an equal list.
+    """
+    return _MESSAGES.dump_json(messages).decode()
+
+
+def messages_from_json(data: str | bytes) -> list[Message]:
+    """Parse a message history written by `messages_to_json`.
+
+    Args:
+        data: The JSON text.
+
+    Returns:
+        The messages.
+
+    Raises:
+        pydantic.ValidationError: If `data` is not a valid message history.
+    """
+    return _MESSAGES.validate_json(data)

@@ -1,0 +1,214 @@
+"""Tools: Python functions the model can call, with the run context injected.
+
+```python
+@tool
+def get_user_orders(ctx: AppContext, status: str = "open") -> str:
+    \"\"\"Get orders for the current user.
+
+    Args:
+        status: Only orders with this status.
+    \"\"\"
+```
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, overload
+
+import anyio.to_thread
+from typing_extensions import ParamSpec, TypeVar
+
+from ._signature import FunctionSchema, caller_namespace
+from .context import RunContext
+from .exceptions import UserError
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = ["Tool", "ToolDefinition", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class ToolDefinition:
+    """A tool as the model sees it. Nothing from any run context is in it."""
+
+    name: str
+    """The name the model calls it by."""
+    description: str
+    """What the tool does, for the model."""
+    parameters_json_schema: dict[str, Any] = field(default_factory=dict)
+    """The JSON schema of the arguments (the context parameter is never in it)."""
+
+
+class Tool(Generic[P, R]):
+    """A function offered to the model, made by `@tool`.
+
+    Calling a `Tool` calls the function as written (sync or async), so tools stay
+    testable as plain functions; `__wrapped__` is the original function.
+
+    Attributes:
+        name: The tool's name.
+        description: The description the model sees.
+        requires_approval: Whether each call needs an approval (see Approvals).
+        timeout: Seconds a call may take before it fails, or `None`.
+        threaded: Whether a sync function runs in a worker thread.
+        agent: The subagent this tool delegates to, for tools made by `Agent.as_tool()`.
+    """
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        requires_approval: bool = False,
+        timeout: float | None = None,
+        threaded: bool = True,
+        agent: Agent[Any, Any] | None = None,
+        localns: dict[str, Any] | None = None,
+    ) -> None:
+        if not callable(func):
+            raise UserError(f"tool() needs a function, got {func!r}; decorate a def or async def.")
+        if timeout is not None and timeout <= 0:
+            raise UserError(f"Tool {name or func.__name__!r} has timeout={timeout}; use a positive number of seconds.")
+        self.__wrapped__ = func
+        self.name: str = name or func.__name__
+        self.requires_approval = requires_approval
+        self.timeout = timeout
+        self.threaded = threaded
+        self.agent = agent
+        self._description = description
+        self._definition: ToolDefinition | None = None
+        self.schema = FunctionSchema(func, owner=f"Tool {self.name!r}", localns=localns, with_arguments=True)
+        functools.update_wrapper(self, func)
+
+    @property
+    def description(self) -> str:
+        """The description the model sees: the one given, else the docstring."""
+        if self._description is not None:
+            return self._description
+        return self.schema.docstring_description
+
+    @property
+    def definition(self) -> ToolDefinition:
+        """The `ToolDefinition` sent to the model."""
+        if self._definition is None:
+            self._definition = ToolDefinition(
+                name=self.name, description=self.description, parameters_json_schema=self.schema.json_schema
+            )
+        return self._definition
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool(name={self.name!r})"
+
+    async def invoke(self, arguments: dict[str, Any], ctx: RunContext | None) -> Any:
+        """Call the function with validated `arguments` and the injected context.
+
+        Sync functions run in a worker thread unless `threaded=False`. This is the
+        run loop's path; users call the tool directly instead.
+
+        Args:
+            arguments: Keyword arguments, as returned by `self.schema.validate()`.
+            ctx: The run context to inject.
+
+        Returns:
+            What the function returned.
+
+        Raises:
+            ContextTypeError: If the function's context parameter is annotated with a
+                class `ctx` is not an instance of; the function does not run.
+        """
+        context = self.schema.context
+        if context is not None:
+            if ctx is not None:
+                context.check(ctx, f"Tool {self.name!r}")
+            arguments[context.name] = ctx
+        func: Callable[..., Any] = self.__wrapped__
+        if self.schema.is_async:
+            return await func(**arguments)
+        if self.threaded:
+            return await anyio.to_thread.run_sync(functools.partial(func, **arguments), abandon_on_cancel=True)
+        return func(**arguments)
+
+
+@overload
+def tool(func: Callable[P, R], /) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: bool = False,
+    timeout: float | None = None,
+    threaded: bool = True,
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+
+
+def tool(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: bool = False,
+    timeout: float | None = None,
+    threaded: bool = True,
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
+    """Turn a function into a `Tool`: `@tool` or `@tool(name=..., ...)`.
+
+    The parameter annotated with `RunContext` (or a subclass; also inside `Optional`,
+    `X | None` or `Annotated`), or else an unannotated parameter named `ctx`, receives
+    the run's context and is hidden from the model. The other parameters are validated
+    by pydantic and described to the model from the docstring and
+    `Annotated[T, Field(description=...)]`.
+
+    Args:
+        func: The function, when used as `@tool` without parentheses.
+        name: The tool's name; defaults to the function's name.
+        description: The description; defaults to the docstring without its parameter
+            sections.
+        requires_approval: Whether each call must be approved first (see Approvals).
+        timeout: Seconds a call may take; a call that takes longer fails with an error
+            result for the model.
+        threaded: Run a sync function in a worker thread (the default, so it may block);
+            `False` runs it inline on the event loop.
+
+    Returns:
+        A `Tool`, or a decorator that makes one.
+
+    Raises:
+        UserError: If the signature cannot be a tool (two context parameters,
+            `*args`/`**kwargs`, positional-only parameters, types pydantic cannot validate).
+    """
+    localns = caller_namespace(1)
+
+    def decorate(f: Callable[P, R]) -> Tool[P, R]:
+        return Tool(
+            f,
+            name=name,
+            description=description,
+            requires_approval=requires_approval,
+            timeout=timeout,
+            threaded=threaded,
+            localns=localns,
+        )
+
+    return decorate(func) if func is not None else decorate
+
+
+def ensure_tool(obj: Tool[Any, Any] | Callable[..., Any]) -> Tool[Any, Any]:
+    """Return `obj` if it is a `Tool`, else wrap the plain callable with `tool()`."""
+    if isinstance(obj, Tool):
+        return obj
+    return Tool(obj)
