@@ -74,6 +74,17 @@ class _Tree:
     max_depth: int
     state: dict[str, Any] = field(default_factory=dict)
     emit: Emit | None = None
+    plans: dict[int, dict[Phase, tuple[Handler, ...]]] = field(default_factory=dict)
+    """Interceptor plans per agent (by id; the tree keeps the agents alive)."""
+
+    def plan_for(self, agent: Agent[Any, Any]) -> dict[Phase, tuple[Handler, ...]]:
+        """Return the handlers per phase for `agent`: its own interceptors, then the run's."""
+        if not self.interceptors:
+            return agent.interceptor_plan()
+        plan = self.plans.get(id(agent))
+        if plan is None:
+            plan = self.plans[id(agent)] = _plan(agent.interceptors + self.interceptors)
+        return plan
 
 
 class _Interrupted(Exception):
@@ -106,16 +117,6 @@ def _plan(interceptors: Sequence[Interceptor]) -> dict[Phase, tuple[Handler, ...
     return plan
 
 
-_AGENT_PLANS: dict[tuple[Interceptor, ...], dict[Phase, tuple[Handler, ...]]] = {}
-
-
-def _cached_plan(interceptors: tuple[Interceptor, ...]) -> dict[Phase, tuple[Handler, ...]]:
-    plan = _AGENT_PLANS.get(interceptors)
-    if plan is None:
-        plan = _plan(interceptors)
-        if len(_AGENT_PLANS) < 1024:
-            _AGENT_PLANS[interceptors] = plan
-    return plan
 
 
 def _lineage(ctx: RunContext) -> tuple[str | None, str | None]:
@@ -298,15 +299,13 @@ class _Execution:
         self.trace = trace
         self.retries: dict[str, int] = {}
         self.task_id, self.parent_task_id = _lineage(ctx)
-        interceptors = agent.interceptors + tree.interceptors if tree.interceptors else agent.interceptors
-        self.plan = _cached_plan(interceptors)
+        self.plan = tree.plan_for(agent)
         self.model: Model = agent.model
         self.allowed: frozenset[str] | None = None  # tool names allowed for the whole run (PRE_RUN)
         self.instructions: str | None = None
         self.output: Any = None
         self.pending: list[ToolApprovalItem] = []
         self.children: dict[str, RunState] = {}
-        self.completed: dict[str, Message] = {}
 
     # --- helpers -------------------------------------------------------------------
 

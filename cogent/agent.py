@@ -41,6 +41,9 @@ OutputT = TypeVar("OutputT", default=str)
 
 OUTPUT_TOOL_NAME = "final_result"
 
+# anyio >= 4.? raises this precise error from from_thread.run() outside worker threads.
+_NO_EVENT_LOOP: type[RuntimeError] = getattr(anyio, "NoEventLoopError", RuntimeError)
+
 
 # --- Trace ---------------------------------------------------------------------------
 
@@ -371,6 +374,7 @@ class Agent(Generic[ContextT, OutputT]):
         self.tool_errors = tool_errors
         self.parallel_tool_calls = parallel_tool_calls
         self.interceptors: tuple[Interceptor, ...] = tuple(interceptors)
+        self._interceptor_plan: dict[Any, Any] | None = None
         self.instructions = instructions
         self._instructions_call: InjectedCall | None = None
         if callable(instructions):
@@ -481,6 +485,12 @@ class Agent(Generic[ContextT, OutputT]):
                 tool_map[t.name] = t
             self._tool_map = tool_map
         return self._tool_map
+
+    def interceptor_plan(self) -> dict[Any, Any]:
+        """The agent's interceptor handlers per phase, in calling order (computed once)."""
+        if self._interceptor_plan is None:
+            self._interceptor_plan = _run._plan(self.interceptors)
+        return self._interceptor_plan
 
     def tool_definitions(self) -> list[ToolDefinition]:
         """The `ToolDefinition`s offered to the model (without the output tool)."""
@@ -608,8 +618,8 @@ class Agent(Generic[ContextT, OutputT]):
 
         try:
             return anyio.from_thread.run(main)
-        except RuntimeError as exc:
-            if "worker thread" not in str(exc) and "AnyIO" not in str(exc):
+        except _NO_EVENT_LOOP as exc:  # not in a worker thread: raised before anything ran
+            if _NO_EVENT_LOOP is RuntimeError and "worker thread" not in str(exc):
                 raise
         try:
             import sniffio
