@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from pydantic import ValidationError
 from pydantic_core import to_json
 
@@ -123,6 +124,16 @@ def _lineage(ctx: RunContext) -> tuple[str | None, str | None]:
     return getattr(ctx, "task_id", None), getattr(ctx, "parent_task_id", None)
 
 
+def _tracks_retries(ctx: RunContext) -> bool:
+    """Whether the context has `retry_count` and `is_retry` fields, so a retry gets a marked copy.
+
+    True for `RetryContext` and for the spec's own `ExecutionContext`, which declares the
+    fields without inheriting `RetryContext`.
+    """
+    names = ctx.__dataclass_fields__
+    return "retry_count" in names and "is_retry" in names
+
+
 def _serialize(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -146,10 +157,9 @@ def _repair_pairing(messages: list[Message]) -> list[Message]:
     returned = {m.tool_call_id for m in messages if isinstance(m, ToolReturn | RetryPrompt) and m.tool_call_id}
     called: set[str] = set()
     repaired: list[Message] = []
-    for i, m in enumerate(messages):
+    for m in messages:
         if isinstance(m, ModelResponse) and m.tool_calls:
-            last = i == len(messages) - 1
-            kept = [c for c in m.tool_calls if last or c.id in returned]
+            kept = [c for c in m.tool_calls if c.id in returned]
             called.update(c.id for c in kept if c.id)
             if kept != m.tool_calls:
                 if not kept and not m.text:
@@ -332,12 +342,14 @@ class _Execution:
             messages=self.messages,
             usage=self.tree.usage,
             state=self.tree.state,
+            depth=self.depth,
             **fields,
         )
 
     async def _phase(self, phase: Phase, ic: InterceptContext, ctx: RunContext | None = None) -> InterceptResult | None:
         """Run the phase's handlers in order; apply modifications to `ic`; return a stop or skip."""
         ctx = ctx if ctx is not None else self.ctx
+        ic.run_context = ctx  # a retried call's RetryContext copy: handlers see what the tool receives
         for handler in self.plan[phase]:
             try:
                 result = await handler(ctx, ic)
@@ -400,10 +412,12 @@ class _Execution:
 
     async def run(self, resume: RunState | None = None) -> Any:
         """Execute the agent; return its output (raises `_Interrupted` when waiting)."""
-        token = _current.set(self.ctx)
         scope = _deadline_scope(self.ctx)
+        token = _current.set(self.ctx)
         try:
             with scope:
+                if isinstance(scope, anyio.CancelScope):
+                    await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
                 output = await self._run(resume)
             if isinstance(scope, anyio.CancelScope) and scope.cancelled_caught:
                 raise DeadlineExceeded(
@@ -422,7 +436,9 @@ class _Execution:
                 stop = await self._phase(Phase.PRE_RUN, ic)
                 if stop is not None:
                     return await self._finish(stop.value)
-                self.messages = ic.messages
+                if ic.messages is not self.messages:
+                    self.messages = _repair_pairing(ic.messages)
+                    self.start = len(self.messages)
                 if ic.tools is not None:
                     self.allowed = frozenset(t.name for t in ic.tools)
                 self.model = ic.model or self.model
@@ -444,6 +460,7 @@ class _Execution:
                 "raise Agent(max_turns=...) or check why the model keeps calling tools."
             )
         except _EndRun as end:
+            self.messages = _repair_pairing(self.messages)  # ended mid-turn: no tool call without its result
             return end.output
         except (_Interrupted, anyio.get_cancelled_exc_class()):
             raise
@@ -451,7 +468,8 @@ class _Execution:
             recovery = await self._on_error(exc)
             if recovery is None:
                 raise
-            return recovery.value
+            self.messages = _repair_pairing(self.messages)
+            return await self._finish(recovery.value)
 
     async def _finish(self, output: Any) -> Any:
         if self.plan[Phase.POST_RUN]:
@@ -677,7 +695,7 @@ class _Execution:
         tree.usage.tool_calls += 1
         ctx = self.ctx
         retry_count = self.retries.get(name, 0)
-        if retry_count and isinstance(ctx, RetryContext):
+        if retry_count and _tracks_retries(ctx):
             ctx = copy.copy(ctx)
             object.__setattr__(ctx, "retry_count", retry_count)
             object.__setattr__(ctx, "is_retry", True)
@@ -692,7 +710,10 @@ class _Execution:
                 )
             )
         outcome = await self._act(tool, call_id, args, ctx, started, child_state)
-        if outcome is None or isinstance(outcome, RetryPrompt):
+        if outcome is None:  # waiting for approval: counted when it runs on resume
+            tree.usage.tool_calls -= 1
+            return None
+        if isinstance(outcome, RetryPrompt):
             return outcome
         if tree.emit is not None:
             await self._emit(
@@ -723,7 +744,17 @@ class _Execution:
                 self._event("interceptor", started, tool_name=name, call_id=call_id, detail=content)
                 return content
             if ic.tool_args is not args:
-                args = tool.schema.validate(ic.tool_args or {})
+                try:
+                    args = tool.schema.validate(ic.tool_args or {})
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or '(arguments)'}: {e['msg']}"
+                        for e in exc.errors(include_url=False, include_input=False)
+                    )
+                    raise UserError(
+                        f"A PRE_ACT interceptor's InterceptResult.modify_args() gave tool {name!r} invalid arguments "
+                        f"({problems}); return arguments that match the tool's signature."
+                    ) from exc
         if tool.requires_approval and child_state is None:
             decision = await self._approval(tool, call_id, args, ctx)
             if decision is None:
@@ -821,6 +852,10 @@ class _Execution:
             self._event("delegation_refused", started, tool_name=sub.name, call_id=call_id, detail=content)
             return content
         child = self.ctx.create_child_context()
+        if child is self.ctx:  # an override returning its own object: never modify the parent
+            child = copy.copy(child)
+        if child.metadata is self.ctx.metadata:  # an override sharing the dict (the spec's example does)
+            object.__setattr__(child, "metadata", dict(child.metadata))
         object.__setattr__(child, "agent", sub)
         if not isinstance(child, sub.context_type):
             _raise_context_type(sub, child)

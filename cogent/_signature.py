@@ -257,10 +257,11 @@ class FunctionSchema:
         if not self._resolved:
             self._ensure_resolved()
         assert self._adapter is not None
+        validator = self._adapter.validator  # skips TypeAdapter's per-call option handling
         if isinstance(arguments, dict):
-            result: dict[str, Any] = self._adapter.validate_python(arguments)
+            result: dict[str, Any] = validator.validate_python(arguments)
         else:
-            result = self._adapter.validate_json(arguments or "{}")
+            result = validator.validate_json(arguments or "{}")
         return result
 
 

@@ -683,14 +683,19 @@ class Agent(Generic[ContextT, OutputT]):
             if failure:
                 raise failure[0]
 
+        raised: Exception | None = None  # raised in the block: re-raised unwrapped, not as an ExceptionGroup
         async with anyio.create_task_group() as tg:
             tg.start_soon(produce)
             events = consume()
             try:
                 yield events
+            except Exception as exc:
+                raised = exc
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
                 tg.cancel_scope.cancel()
+        if raised is not None:
+            raise raised
         if failure:
             raise failure[0]
 

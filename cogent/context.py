@@ -215,7 +215,9 @@ class RunContext:
         is copied (writes in the child never reach the parent), and the helper fields
         advance (depth + 1, new task id with the lineage extended, retry counters reset,
         deadline inherited). The framework sets `agent` on the result. Override it to
-        build children your own way; the framework calls your override.
+        build children your own way; the framework calls your override (and still
+        copies the metadata dict, or the object, if your override hands over the
+        parent's own, so delegation never modifies the parent).
 
         Returns:
             A new instance of the same class.
@@ -430,7 +432,9 @@ class RetryContext(RunContext):
     A tool call that retries an earlier failed call of the same tool (after
     `ModelRetry` or an argument validation error) receives a copy of the context with
     `retry_count` set to the number of failures so far and `is_retry=True`.
-    `max_retries` bounds the retries of each tool in runs using this context.
+    `max_retries` bounds the retries of each tool in runs using this context. Any
+    context with `retry_count` and `is_retry` fields (e.g. the spec's hand-written
+    `ExecutionContext`) gets the same retry copy.
     """
 
     retry_count: int = 0

@@ -129,8 +129,8 @@ class Tool(Generic[P, R]):
         """
         context = self.schema.context
         if context is not None:
-            if ctx is not None:
-                context.check(ctx, f"Tool {self.name!r}")
+            if ctx is not None and not isinstance(ctx, context.cls):
+                context.check(ctx, f"Tool {self.name!r}")  # raises ContextTypeError
             arguments[context.name] = ctx
         func: Callable[..., Any] = self.__wrapped__
         if self.schema.is_async:

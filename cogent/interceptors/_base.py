@@ -47,6 +47,10 @@ class Phase(enum.Enum):
     ON_ERROR = "on_error"
     """When a tool, the model or an interceptor raised."""
 
+    # Members are singletons compared by identity; the C-level identity hash makes the
+    # run loop's per-phase plan lookups cheap (`Enum.__hash__` is a Python function).
+    __hash__ = object.__hash__
+
 
 @dataclass(kw_only=True, slots=True)
 class InterceptContext:
@@ -66,6 +70,8 @@ class InterceptContext:
     """The usage so far, summed over the agent tree."""
     state: dict[str, Any]
     """One dict per run, shared by the run's interceptors, for their own bookkeeping."""
+    depth: int = 0
+    """How many delegations separate this agent from the top-level run (0 at the top)."""
     tools: list[ToolDefinition] | None = None
     """PRE_RUN and PRE_THINK: the tools offered to the model."""
     model: Model | None = None

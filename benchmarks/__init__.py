@@ -1,0 +1,1 @@
+"""cogent's benchmark suite: `python -m benchmarks [--quick]` (see `benchmarks/run.py`)."""

@@ -1,0 +1,392 @@
+"""Tool approvals: decisions on the context, handlers, interruptions and resuming, also across JSON and subagents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cogent import Agent, FunctionModel, RunContext, RunState, ScriptedModel, ToolApprovalItem, ToolCall, tool
+from cogent.messages import Message, ModelResponse, ToolReturn
+from cogent.models import ModelRequestParameters
+
+pytestmark = pytest.mark.anyio
+
+REJECTED = "Tool call 'refund' was rejected; do not retry it."
+
+
+@dataclass
+class ShopContext(RunContext):
+    """A context with a service the tools use (a list standing in for a payment gateway)."""
+
+    shop_id: str = "shop-1"
+    refunds: list[str] = field(default_factory=list)
+
+
+@tool(requires_approval=True)
+def refund(ctx: ShopContext, order_id: str) -> str:
+    """Refund an order."""
+    ctx.refunds.append(order_id)
+    return f"refunded {order_id} at {ctx.shop_id}"
+
+
+@tool
+def lookup(order_id: str) -> str:
+    """Look an order up."""
+    return f"order {order_id}: paid"
+
+
+def item(tool_name: str = "refund", call_id: str = "c1") -> ToolApprovalItem:
+    """A pending approval for `tool_name` / `call_id`."""
+    return ToolApprovalItem(tool_name=tool_name, call_id=call_id, arguments="{}", agent_name="agent")
+
+
+def tool_results(messages: list[Message]) -> list[str]:
+    """The tool results the model received, in order."""
+    return [m.content for m in messages if isinstance(m, ToolReturn)]
+
+
+def refund_call(order_id: str, call_id: str) -> ToolCall:
+    """A model's call of `refund`."""
+    return ToolCall("refund", {"order_id": order_id}, call_id)
+
+
+def shop_agent(*steps: Any, name: str = "shop") -> Agent[Any, Any]:
+    """An agent with `refund` (approval needed) and `lookup` that plays `steps`."""
+    return Agent(name=name, model=ScriptedModel(list(steps)), tools=[refund, lookup], description="Handles refunds.")
+
+
+# --- the decision records (semantics of the OpenAI Agents SDK's RunContextWrapper) --------------------
+
+
+def test_per_call_decisions_are_scoped_to_the_call_id() -> None:
+    """approve_tool/reject_tool without `always` decide one call id; other calls stay undecided."""
+    ctx = RunContext()
+    assert ctx.is_tool_approved("refund", "c1") is None
+    ctx.approve_tool(item(call_id="c1"))
+    ctx.reject_tool(item(call_id="c2"))
+    assert ctx.is_tool_approved("refund", "c1") is True
+    assert ctx.is_tool_approved("refund", "c2") is False
+    assert ctx.is_tool_approved("refund", "c3") is None
+    assert ctx.is_tool_approved("lookup", "c1") is None
+    ctx.reject_tool(item(call_id="c1"))
+    assert ctx.is_tool_approved("refund", "c1") is False
+
+
+def test_permanent_decisions_cover_every_call() -> None:
+    """always_approve / always_reject decide every call of the tool, and the later one replaces the earlier."""
+    ctx = RunContext()
+    ctx.approve_tool(item(call_id="c1"), always_approve=True)
+    assert ctx.is_tool_approved("refund", "any") is True
+    ctx.reject_tool(item(call_id="c2"), always_reject=True)
+    assert ctx.is_tool_approved("refund", "c1") is False
+    assert ctx.is_tool_approved("refund", "other") is False
+
+
+def test_get_approval_status_falls_back_to_the_pending_items_tool_name() -> None:
+    """get_approval_status tries the pending item's tool name when the given name has no decision."""
+    ctx = RunContext()
+    pending = item(tool_name="refund", call_id="c9")
+    ctx.approve_tool(pending)
+    assert ctx.get_approval_status("refund_v2", "c9") is None
+    assert ctx.get_approval_status("refund_v2", "c9", existing_pending=pending) is True
+
+
+class ReferenceApprovals:
+    """The OpenAI Agents SDK's RunContextWrapper decision logic, transcribed from reference/001 as an oracle."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[Any]] = {}
+
+    def decide(self, tool_name: str, call_id: str, *, always: bool, approve: bool) -> None:
+        entry = self.records.setdefault(tool_name, [[], []])  # [approved, rejected]
+        if always:
+            entry[0] = approve
+            entry[1] = [] if approve else True
+            if not approve:
+                entry[0] = False
+            return
+        opposite = entry[1] if approve else entry[0]
+        if isinstance(opposite, list) and call_id in opposite:
+            opposite.remove(call_id)
+        target = entry[0] if approve else entry[1]
+        if isinstance(target, list) and call_id not in target:
+            target.append(call_id)
+
+    def status(self, tool_name: str, call_id: str) -> bool | None:
+        entry = self.records.get(tool_name)
+        if not entry:
+            return None
+        approved, rejected = entry
+        if approved is True:
+            return True
+        if rejected is True:
+            return False
+        if isinstance(approved, list) and call_id in approved:
+            return True
+        if isinstance(rejected, list) and call_id in rejected:
+            return False
+        return None
+
+
+decisions = st.lists(
+    st.tuples(st.sampled_from(["refund", "wipe"]), st.sampled_from(["c1", "c2", "c3"]), st.booleans(), st.booleans()),
+    max_size=12,
+)
+
+
+@given(decisions)
+def test_decisions_match_the_openai_agents_sdk(steps: list[tuple[str, str, bool, bool]]) -> None:
+    """Any sequence of approvals and rejections gives the statuses the OpenAI Agents SDK gives."""
+    ctx = RunContext()
+    oracle = ReferenceApprovals()
+    for tool_name, call_id, always, approve in steps:
+        pending = item(tool_name=tool_name, call_id=call_id)
+        if approve:
+            ctx.approve_tool(pending, always_approve=always)
+        else:
+            ctx.reject_tool(pending, always_reject=always)
+        oracle.decide(tool_name, call_id, always=always, approve=approve)
+        for name in ("refund", "wipe"):
+            for cid in ("c1", "c2", "c3"):
+                assert ctx.is_tool_approved(name, cid) == oracle.status(name, cid)
+
+
+# --- approval handlers ----------------------------------------------------------------------------
+
+
+async def test_a_sync_handler_receives_the_item_and_the_context_and_approves() -> None:
+    """A sync handler gets the ToolApprovalItem and the run's context by injection; True lets the tool run."""
+    seen: list[tuple[ToolApprovalItem, ShopContext]] = []
+
+    def approve_small(pending: ToolApprovalItem, ctx: ShopContext) -> bool:
+        seen.append((pending, ctx))
+        return True
+
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    result = await agent.run("refund A1", context=ShopContext(), approval_handler=approve_small)
+    [(pending, ctx)] = seen
+    assert pending == ToolApprovalItem(
+        tool_name="refund", call_id="c1", arguments='{"order_id":"A1"}', agent_name="shop"
+    )
+    assert ctx is result.context
+    assert result.context.refunds == ["A1"]
+    assert result.interruptions == [] and result.state is None
+
+
+async def test_an_async_handler_rejects_and_the_model_receives_the_rejection() -> None:
+    """An async handler returning False: the tool does not run and the model is told the call was rejected."""
+
+    async def deny(pending: ToolApprovalItem) -> bool:
+        return False
+
+    requests: list[list[Message]] = []
+
+    def model(messages: list[Message], info: ModelRequestParameters) -> Any:
+        requests.append(list(messages))
+        return refund_call("A1", "c1") if len(requests) == 1 else "ok"
+
+    agent = Agent(name="shop", model=FunctionModel(model), tools=[refund])
+    context = ShopContext()
+    result = await agent.run("refund A1", context=context, approval_handler=deny)
+    assert context.refunds == []
+    assert tool_results(requests[1]) == [REJECTED]
+    assert result.output == "ok"
+
+
+async def test_a_handlers_decision_is_per_call() -> None:
+    """The handler is asked again for a later call of the same tool (its decision is recorded per call id)."""
+    asked: list[str] = []
+
+    def approve(pending: ToolApprovalItem) -> bool:
+        asked.append(pending.call_id)
+        return True
+
+    agent = shop_agent(refund_call("A1", "c1"), refund_call("A2", "c2"), "done")
+    context = ShopContext()
+    await agent.run("refund both", context=context, approval_handler=approve)
+    assert asked == ["c1", "c2"]
+    assert context.refunds == ["A1", "A2"]
+    assert (context.is_tool_approved("refund", "c1"), context.is_tool_approved("refund", "c3")) == (True, None)
+
+
+async def test_a_permanent_decision_skips_the_handler() -> None:
+    """A tool approved with always_approve=True on the context runs without asking the handler."""
+
+    def never(pending: ToolApprovalItem) -> bool:
+        raise AssertionError("the handler must not be asked")
+
+    context = ShopContext()
+    context.approve_tool(item(call_id="earlier"), always_approve=True)
+    await shop_agent(refund_call("A1", "c1"), "done").run("go", context=context, approval_handler=never)
+    assert context.refunds == ["A1"]
+
+
+# --- interruptions and resuming ---------------------------------------------------------------------
+
+
+async def test_without_a_handler_the_run_is_interrupted_and_resumes_after_approval() -> None:
+    """No handler: the run ends with interruptions and a state; after approve_tool, run(state) finishes it."""
+    agent = shop_agent([ToolCall("lookup", {"order_id": "A1"}, "c0"), refund_call("A1", "c1")], "refund done")
+    context = ShopContext()
+    result = await agent.run("refund A1", context=context)
+    assert result.output is None
+    assert [i.call_id for i in result.interruptions] == ["c1"]
+    assert result.state is not None and result.state.interruptions == result.interruptions
+    assert context.refunds == []
+    context.approve_tool(result.interruptions[0])
+    resumed = await agent.run(result.state, context=context)
+    assert resumed.output == "refund done"
+    assert context.refunds == ["A1"]
+    assert tool_results(resumed.messages) == ["order A1: paid", "refunded A1 at shop-1"]
+    assert resumed.usage.tool_calls == 2
+    assert resumed.usage.requests == 2
+
+
+async def test_the_state_and_the_approval_records_survive_json_and_a_new_context() -> None:
+    """A new request resumes the JSON state with a new context: its decision applies, and earlier permanent ones too."""
+    agent = shop_agent(
+        [ToolCall("wipe_cache", {}, "c0"), refund_call("A1", "c1")], ToolCall("wipe_cache", {}, "c2"), "done"
+    )
+
+    wiped: list[str] = []
+
+    @tool(requires_approval=True)
+    def wipe_cache(ctx: ShopContext) -> str:
+        """Wipe the cache."""
+        wiped.append(ctx.shop_id)
+        return "wiped"
+
+    agent.add_tools(wipe_cache)
+    first = ShopContext(shop_id="request-1")
+    first.approve_tool(item(tool_name="wipe_cache", call_id="setup"), always_approve=True)
+    result = await agent.run("go", context=first)
+    assert result.state is not None
+    saved = result.state.to_json()
+
+    state = RunState.from_json(saved)
+    second = ShopContext(shop_id="request-2")
+    second.approve_tool(state.interruptions[0])
+    resumed = await agent.run(state, context=second)
+    assert resumed.output == "done"
+    assert second.refunds == ["A1"] and first.refunds == []
+    assert wiped == ["request-1", "request-2"]  # c2 ran on resume: the permanent approval came along
+    assert second.is_tool_approved("wipe_cache", "new-call") is True
+
+
+async def test_a_per_call_approval_does_not_cover_the_next_call() -> None:
+    """After a per-call approval, a later call of the same tool interrupts again; after always_approve it does not."""
+    agent = shop_agent(refund_call("A1", "c1"), refund_call("A2", "c2"), refund_call("A3", "c3"), "done")
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    context.approve_tool(result.interruptions[0])
+    result = await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert [i.call_id for i in result.interruptions] == ["c2"]
+    context.approve_tool(result.interruptions[0], always_approve=True)
+    result = await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert result.interruptions == [] and result.output == "done"
+    assert context.refunds == ["A1", "A2", "A3"]
+
+
+async def test_a_rejection_after_an_interruption_reaches_the_model() -> None:
+    """Rejecting the pending call and resuming sends the rejection message to the model; the tool never runs."""
+    requests: list[list[Message]] = []
+
+    def model(messages: list[Message], info: ModelRequestParameters) -> Any:
+        requests.append(list(messages))
+        return refund_call("A1", "c1") if not any(isinstance(m, ModelResponse) for m in messages) else "understood"
+
+    agent = Agent(name="shop", model=FunctionModel(model), tools=[refund])
+    context = ShopContext()
+    result = await agent.run("refund A1", context=context)
+    context.reject_tool(result.interruptions[0])
+    resumed = await agent.run(RunState.from_json(result.state.to_json()), context=context)  # type: ignore[union-attr]
+    assert resumed.output == "understood"
+    assert tool_results(requests[-1]) == [REJECTED]
+    assert context.refunds == []
+
+
+async def test_parallel_calls_are_interrupted_together_and_decided_separately() -> None:
+    """Two pending calls of one response are both reported; one approved and one rejected resume correctly."""
+    agent = shop_agent([refund_call("A1", "c1"), refund_call("A2", "c2")], "done")
+    context = ShopContext()
+    result = await agent.run("refund both", context=context)
+    assert sorted(i.call_id for i in result.interruptions) == ["c1", "c2"]
+    by_id = {i.call_id: i for i in result.interruptions}
+    context.approve_tool(by_id["c1"])
+    context.reject_tool(by_id["c2"])
+    resumed = await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert context.refunds == ["A1"]
+    assert tool_results(resumed.messages) == ["refunded A1 at shop-1", REJECTED]
+
+
+async def test_both_permanent_flags_set_means_approved() -> None:
+    """A state whose records hold both a permanent approval and a permanent rejection resumes as approved."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    result = await agent.run("go", context=ShopContext())
+    assert result.state is not None
+    result.state.approvals = {"refund": {"approved": True, "rejected": True}}
+    context = ShopContext()
+    resumed = await agent.run(RunState.from_json(result.state.to_json()), context=context)
+    assert resumed.output == "done" and context.refunds == ["A1"]
+
+
+# --- inside a subagent ------------------------------------------------------------------------------
+
+
+async def test_an_approval_inside_a_subagent_interrupts_and_resumes_through_the_parent() -> None:
+    """A subagent's pending call interrupts the parent; the state nests it by call id, survives JSON, and resumes."""
+    looked_up: list[str] = []
+
+    @tool
+    def check(order_id: str) -> str:
+        """Check an order."""
+        looked_up.append(order_id)
+        return f"{order_id} ok"
+
+    desk = Agent(
+        name="refund_desk",
+        description="Processes refunds.",
+        model=ScriptedModel([[ToolCall("check", {"order_id": "A1"}, "s0"), refund_call("A1", "s1")], "desk: refunded"]),
+        tools=[refund, check],
+    )
+    lead = Agent(
+        name="lead",
+        model=ScriptedModel([ToolCall("refund_desk", {"task": "refund A1"}, "p1"), "all done"]),
+        subagents=[desk],
+    )
+    result = await lead.run("refund A1", context=ShopContext())
+    assert result.state is not None
+    assert [(i.agent_name, i.call_id) for i in result.interruptions] == [("refund_desk", "s1")]
+    assert list(result.state.children) == ["p1"]
+    assert result.state.children["p1"].agent_name == "refund_desk"
+
+    state = RunState.from_json(result.state.to_json())
+    context = ShopContext(shop_id="request-2")
+    context.approve_tool(state.interruptions[0])
+    resumed = await lead.run(state, context=context)
+    assert resumed.output == "all done"
+    assert context.refunds == ["A1"]
+    assert looked_up == ["A1"]  # the subagent's finished call was not run again
+    assert tool_results(resumed.messages) == ["desk: refunded"]
+    assert resumed.usage.tool_calls == 3  # the delegation, check and refund, each once
+
+
+async def test_a_subagent_approval_with_a_handler_does_not_interrupt() -> None:
+    """With a run-level approval handler, a subagent's call is decided in place and the run completes."""
+    desk = shop_agent(refund_call("A1", "s1"), "desk: refunded", name="refund_desk")
+    lead = Agent(
+        name="lead", model=ScriptedModel([ToolCall("refund_desk", {"task": "refund A1"}), "done"]), subagents=[desk]
+    )
+    asked: list[str] = []
+
+    def approve(pending: ToolApprovalItem) -> bool:
+        asked.append(pending.agent_name)
+        return True
+
+    context = ShopContext()
+    result = await lead.run("go", context=context, approval_handler=approve)
+    assert (result.output, asked, context.refunds) == ("done", ["refund_desk"], ["A1"])

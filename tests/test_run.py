@@ -1,0 +1,580 @@
+"""The run loop: turns, history, retries, errors, concurrency, usage, trace and the offline models."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pydantic
+import pytest
+
+from cogent import (
+    Agent,
+    FunctionModel,
+    MaxTurnsExceeded,
+    ModelRetry,
+    RunContext,
+    ScriptedModel,
+    TestModel,
+    ToolCall,
+    ToolRetriesExceeded,
+    Usage,
+    UserError,
+    tool,
+)
+from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, UserPrompt
+from cogent.models import ModelRequestParameters
+
+
+@dataclass
+class AppContext(RunContext):
+    """A context with one required field."""
+
+    user_id: str
+
+
+def last_results(messages: list[Message]) -> list[ToolReturn | RetryPrompt]:
+    """Return the tool returns and retry prompts after the last model response."""
+    found: list[ToolReturn | RetryPrompt] = []
+    for m in reversed(messages):
+        if isinstance(m, ModelResponse):
+            break
+        if isinstance(m, ToolReturn | RetryPrompt):
+            found.insert(0, m)
+    return found
+
+
+def echo_model(*calls: ToolCall) -> FunctionModel:
+    """Make `calls` on the first turn, then answer with the results joined by '|'."""
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        if not any(isinstance(m, ModelResponse) for m in messages):
+            return list(calls)
+        return "|".join(r.content for r in last_results(messages))
+
+    return FunctionModel(respond)
+
+
+# --- output and history -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_output_and_messages() -> None:
+    """A run returns the final text and the whole history in order, without system prompts."""
+
+    @tool
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    agent = Agent(
+        name="calc",
+        model=ScriptedModel([ToolCall("add", {"a": 2, "b": 3}, "c1"), "The sum is 5."]),
+        instructions="Be exact.",
+        tools=[add],
+    )
+    result = await agent.run("What is 2 + 3?")
+    assert result.output == "The sum is 5."
+    kinds = [type(m).__name__ for m in result.messages]
+    assert kinds == ["UserPrompt", "ModelResponse", "ToolReturn", "ModelResponse"]
+    assert result.messages[0] == UserPrompt(content="What is 2 + 3?")
+    tool_return = result.messages[2]
+    assert isinstance(tool_return, ToolReturn)
+    assert (tool_return.tool_name, tool_return.tool_call_id, tool_return.content) == ("add", "c1", "5")
+    assert result.new_messages() == result.messages
+
+
+@pytest.mark.anyio
+async def test_multi_turn_with_message_history() -> None:
+    """`message_history=previous.messages` continues a conversation; `new_messages()` holds only the new turn."""
+    requests: list[list[Message]] = []
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> str:
+        requests.append(list(messages))
+        prompts = [m.content for m in messages if isinstance(m, UserPrompt)]
+        return f"answer {len(prompts)}: {prompts[-1]}"
+
+    agent = Agent(name="chat", model=FunctionModel(respond))
+    first = await agent.run("hello")
+    second = await agent.run("and again", message_history=first.messages)
+    assert first.output == "answer 1: hello"
+    assert second.output == "answer 2: and again"
+    assert requests[1][: len(first.messages)] == first.messages
+    assert second.messages[: len(first.messages)] == first.messages
+    new = second.new_messages()
+    assert [type(m).__name__ for m in new] == ["UserPrompt", "ModelResponse"]
+    assert new[0] == UserPrompt(content="and again")
+    assert len(first.messages) == 2  # the first result is not modified by the second run
+
+
+@pytest.mark.anyio
+async def test_max_turns_exceeded() -> None:
+    """A model that never stops calling tools hits `max_turns` and the run raises MaxTurnsExceeded."""
+    calls: list[int] = []
+
+    @tool
+    def again() -> str:
+        calls.append(1)
+        return "again"
+
+    agent = Agent(name="loop", model=FunctionModel(lambda m, i: ToolCall("again", {})), tools=[again], max_turns=3)
+    with pytest.raises(MaxTurnsExceeded, match=r"'loop' made 3 model requests"):
+        await agent.run("go")
+    assert len(calls) == 3
+
+
+# --- retries and errors -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_model_retry_sends_a_retry_prompt_then_succeeds() -> None:
+    """`raise ModelRetry(msg)` sends `msg` to the model as a retry prompt; the corrected call succeeds."""
+    seen_retry: list[RetryPrompt] = []
+
+    @tool
+    def find_user(name: str) -> str:
+        if name != "Alice":
+            raise ModelRetry(f"No user named {name!r}; try 'Alice'.")
+        return "user 1"
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        results = last_results(messages)
+        if not results:
+            return ToolCall("find_user", {"name": "alice"})
+        if isinstance(results[0], RetryPrompt):
+            seen_retry.append(results[0])
+            return ToolCall("find_user", {"name": "Alice"})
+        return results[0].content
+
+    agent = Agent(name="a", model=FunctionModel(respond), tools=[find_user])
+    result = await agent.run("find alice")
+    assert result.output == "user 1"
+    assert seen_retry[0].content == "No user named 'alice'; try 'Alice'."
+    assert seen_retry[0].tool_name == "find_user"
+    assert [e.kind for e in result.trace] == ["model_request", "retry", "model_request", "tool_call", "model_request"]
+
+
+@pytest.mark.anyio
+async def test_argument_validation_error_is_a_retry_prompt() -> None:
+    """Arguments that fail validation never reach the tool; the model sees what was wrong."""
+    ran: list[int] = []
+
+    @tool
+    def set_age(age: int) -> str:
+        ran.append(age)
+        return f"age={age}"
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        results = last_results(messages)
+        if not results:
+            return ToolCall("set_age", '{"age": "old"}')
+        if isinstance(results[0], RetryPrompt):
+            return ToolCall("set_age", {"age": 42})
+        return results[0].content
+
+    agent = Agent(name="a", model=FunctionModel(respond), tools=[set_age])
+    result = await agent.run("go")
+    assert result.output == "age=42"
+    assert ran == [42]
+    retry = next(m for m in result.messages if isinstance(m, RetryPrompt))
+    assert "set_age" in retry.content and "age" in retry.content and "integer" in retry.content
+
+
+@pytest.mark.anyio
+async def test_malformed_json_arguments_are_a_retry_prompt() -> None:
+    """Arguments that are not even JSON become a retry prompt, not a crash."""
+
+    @tool
+    def ping(n: int) -> str:
+        return "pong"
+
+    agent = Agent(
+        name="a", model=ScriptedModel([ToolCall("ping", "{not json"), ToolCall("ping", {"n": 1}), "done"]), tools=[ping]
+    )
+    result = await agent.run("go")
+    assert result.output == "done"
+    assert any(isinstance(m, RetryPrompt) and "ping" in m.content for m in result.messages)
+
+
+@pytest.mark.anyio
+async def test_tool_retries_exceeded() -> None:
+    """A tool that keeps asking for retries exhausts `tool_retries` and the run raises ToolRetriesExceeded."""
+    attempts: list[int] = []
+
+    @tool
+    def flaky() -> str:
+        attempts.append(1)
+        raise ModelRetry("try again")
+
+    agent = Agent(name="a", model=FunctionModel(lambda m, i: ToolCall("flaky", {})), tools=[flaky], tool_retries=2)
+    with pytest.raises(ToolRetriesExceeded, match=r"'flaky'.*3 times.*2 retries"):
+        await agent.run("go")
+    assert len(attempts) == 3
+
+
+@pytest.mark.anyio
+async def test_tool_exception_becomes_error_result() -> None:
+    """A tool's exception becomes `Error: <message>` for the model and a trace event with the exception."""
+
+    @tool
+    def explode(x: int) -> str:
+        raise ValueError(f"cannot handle {x}")
+
+    agent = Agent(name="a", model=echo_model(ToolCall("explode", {"x": 7})), tools=[explode])
+    result = await agent.run("go")
+    assert result.output == "Error: cannot handle 7"
+    error = next(e for e in result.trace if e.kind == "tool_error")
+    assert isinstance(error.error, ValueError) and error.tool_name == "explode"
+
+
+@pytest.mark.anyio
+async def test_tool_exception_propagates_with_tool_errors_raise() -> None:
+    """With `tool_errors="raise"` the tool's own exception propagates out of `run()`."""
+
+    @tool
+    def explode() -> str:
+        raise KeyError("missing")
+
+    agent = Agent(name="a", model=echo_model(ToolCall("explode", {})), tools=[explode], tool_errors="raise")
+    with pytest.raises(KeyError, match="missing"):
+        await agent.run("go")
+
+
+@pytest.mark.anyio
+async def test_unknown_tool_name_is_a_retry_prompt() -> None:
+    """A call to a tool that does not exist gets a retry prompt listing the available tools."""
+
+    @tool
+    def real() -> str:
+        return "real result"
+
+    agent = Agent(
+        name="a", model=ScriptedModel([ToolCall("imaginary", {}), ToolCall("real", {}), "done"]), tools=[real]
+    )
+    result = await agent.run("go")
+    assert result.output == "done"
+    retry = result.messages[2]
+    assert isinstance(retry, RetryPrompt)
+    assert retry.content == "Unknown tool name: 'imaginary'. Available tools: real."
+
+
+# --- the context is injected, never taken from the model -----------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("param", ["ctx", "deps"])
+async def test_model_cannot_supply_the_context_parameter(param: str) -> None:
+    """A key named like the context parameter is a validation error; the tool only ever gets the real context."""
+    seen: list[Any] = []
+
+    def body(x: int, **injected: Any) -> str:
+        seen.append(injected[param])
+        return "ok"
+
+    if param == "ctx":
+
+        @tool
+        def guarded(x: int, ctx: AppContext) -> str:
+            return body(x, ctx=ctx)
+
+    else:
+
+        @tool
+        def guarded(x: int, deps: AppContext) -> str:
+            return body(x, deps=deps)
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        results = last_results(messages)
+        if not results:
+            return ToolCall("guarded", {"x": 1, param: {"user_id": "attacker"}})
+        if isinstance(results[0], RetryPrompt):
+            return ToolCall("guarded", {"x": 1})
+        return "done"
+
+    agent = Agent(name="a", model=FunctionModel(respond), tools=[guarded])
+    result = await agent.run("go", context=AppContext(user_id="real-user"))
+    retry = next(m for m in result.messages if isinstance(m, RetryPrompt))
+    assert param in retry.content
+    assert len(seen) == 1
+    assert seen[0] is result.context and seen[0].user_id == "real-user"
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_tool_calls_of_one_response_run_concurrently() -> None:
+    """Two calls in one response are both running at once (each waits for the other; serial execution deadlocks)."""
+    inside = {"a": anyio.Event(), "b": anyio.Event()}
+
+    @tool
+    async def meet(me: str, other: str) -> str:
+        inside[me].set()
+        await inside[other].wait()
+        return f"{me} met {other}"
+
+    agent = Agent(
+        name="a",
+        model=echo_model(ToolCall("meet", {"me": "a", "other": "b"}), ToolCall("meet", {"me": "b", "other": "a"})),
+        tools=[meet],
+    )
+    with anyio.fail_after(5):
+        result = await agent.run("go")
+    assert result.output == "a met b|b met a"
+
+
+@pytest.mark.anyio
+async def test_threaded_sync_tools_run_concurrently() -> None:
+    """Two sync tools of one response run in two worker threads at the same time."""
+    barrier = threading.Barrier(2, timeout=5)
+
+    @tool
+    def wait_for_peer(name: str) -> str:
+        barrier.wait()
+        return name
+
+    agent = Agent(
+        name="a",
+        model=echo_model(ToolCall("wait_for_peer", {"name": "x"}), ToolCall("wait_for_peer", {"name": "y"})),
+        tools=[wait_for_peer],
+    )
+    assert (await agent.run("go")).output == "x|y"
+
+
+@pytest.mark.anyio
+async def test_parallel_tool_calls_false_runs_sequentially() -> None:
+    """With `parallel_tool_calls=False` one call finishes before the next starts, in the model's order."""
+    log: list[str] = []
+    offered: list[bool] = []
+
+    @tool
+    async def step(name: str) -> str:
+        log.append(f"start {name}")
+        await anyio.sleep(0.01)
+        log.append(f"end {name}")
+        return name
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        offered.append(info.parallel_tool_calls)
+        if not any(isinstance(m, ModelResponse) for m in messages):
+            return [ToolCall("step", {"name": n}) for n in ("a", "b", "c")]
+        return "|".join(r.content for r in last_results(messages))
+
+    agent = Agent(name="a", model=FunctionModel(respond), tools=[step], parallel_tool_calls=False)
+    assert (await agent.run("go")).output == "a|b|c"
+    assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
+    assert offered == [False, False]
+
+
+@pytest.mark.anyio
+async def test_results_keep_call_order_when_concurrent() -> None:
+    """Concurrent calls finishing in reverse order still return their results in the model's call order."""
+
+    @tool
+    async def wait(seconds: float, label: str) -> str:
+        await anyio.sleep(seconds)
+        return label
+
+    model = echo_model(
+        ToolCall("wait", {"seconds": 0.05, "label": "slow"}), ToolCall("wait", {"seconds": 0, "label": "fast"})
+    )
+    agent = Agent(name="a", model=model, tools=[wait])
+    result = await agent.run("go")
+    assert result.output == "slow|fast"
+
+
+# --- results, usage, trace ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_non_string_results_are_json() -> None:
+    """Strings go to the model as they are; other results are serialized to JSON."""
+
+    class Point(pydantic.BaseModel):
+        x: int
+        y: int
+
+    @tool
+    def structured() -> dict[str, Any]:
+        return {"items": [1, 2], "ok": True, "none": None}
+
+    @tool
+    def model_result() -> Point:
+        return Point(x=1, y=2)
+
+    @tool
+    def number() -> int:
+        return 42
+
+    @tool
+    def text() -> str:
+        return '{"not": "re-encoded"}'
+
+    model = echo_model(
+        ToolCall("structured", {}), ToolCall("model_result", {}), ToolCall("number", {}), ToolCall("text", {})
+    )
+    agent = Agent(name="a", model=model, tools=[structured, model_result, number, text])
+    result = await agent.run("go")
+    contents = [m.content for m in result.messages if isinstance(m, ToolReturn)]
+    assert json.loads(contents[0]) == {"items": [1, 2], "ok": True, "none": None}
+    assert json.loads(contents[1]) == {"x": 1, "y": 2}
+    assert contents[2] == "42"
+    assert contents[3] == '{"not": "re-encoded"}'
+
+
+@pytest.mark.anyio
+async def test_usage_counts_requests_tokens_and_tool_calls_over_the_tree() -> None:
+    """Usage sums model requests, reported tokens and tool calls (delegations included) over all agents."""
+
+    @tool
+    def leaf() -> str:
+        return "leaf"
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> ModelResponse:
+        first = not any(isinstance(m, ModelResponse) for m in messages)
+        usage = Usage(input_tokens=10, output_tokens=3)
+        if info.agent_name == "top" and first:
+            return ModelResponse(tool_calls=[ToolCall("leaf", {}), ToolCall("sub", {"task": "t"})], usage=usage)
+        if info.agent_name == "sub" and first:
+            return ModelResponse(tool_calls=[ToolCall("leaf", {})], usage=usage)
+        return ModelResponse(text="done", usage=usage)
+
+    sub = Agent(name="sub", model=FunctionModel(respond), tools=[leaf])
+    top = Agent(name="top", model=FunctionModel(respond), tools=[leaf], subagents=[sub])
+    result = await top.run("go")
+    assert result.usage == Usage(requests=4, input_tokens=40, output_tokens=12, tool_calls=3)
+    assert result.usage.total_tokens == 52
+
+
+@pytest.mark.anyio
+async def test_trace_records_events_in_order_with_delegations_nested() -> None:
+    """The trace lists model requests, tool calls and delegations in order; the subagent's events nest."""
+
+    @tool
+    def lookup() -> str:
+        return "found"
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        turn = sum(isinstance(m, ModelResponse) for m in messages)
+        if info.agent_name == "helper":
+            return ToolCall("lookup", {}) if turn == 0 else "helped"
+        return (
+            [ToolCall("lookup", {}), ToolCall("lookup", {}), ToolCall("helper", {"task": "t"})][turn]
+            if turn < 3
+            else "end"
+        )
+
+    helper = Agent(name="helper", model=FunctionModel(respond), tools=[lookup])
+    main = Agent(name="main", model=FunctionModel(respond), tools=[lookup], subagents=[helper])
+    result = await main.run("go")
+    top = [(e.kind, e.agent, e.tool_name, e.depth) for e in result.trace]
+    assert top == [
+        ("model_request", "main", None, 0),
+        ("tool_call", "main", "lookup", 0),
+        ("model_request", "main", None, 0),
+        ("tool_call", "main", "lookup", 0),
+        ("model_request", "main", None, 0),
+        ("delegation", "helper", "helper", 1),
+        ("model_request", "main", None, 0),
+    ]
+    delegation = result.trace[5]
+    assert [(e.kind, e.agent, e.depth) for e in delegation.children] == [
+        ("model_request", "helper", 1),
+        ("tool_call", "helper", 1),
+        ("model_request", "helper", 1),
+    ]
+    assert delegation.detail == "helped"
+    starts = [e.started for e in result.trace]
+    assert starts == sorted(starts)
+    assert all(e.duration >= 0 for e in result.trace)
+
+
+# --- entry points and offline models -----------------------------------------------------
+
+
+def test_run_sync_from_sync_code() -> None:
+    """`run_sync` runs an agent from plain synchronous code."""
+
+    @tool
+    def who(ctx: AppContext) -> str:
+        return ctx.user_id
+
+    agent = Agent(name="a", model=echo_model(ToolCall("who", {})), tools=[who])
+    assert agent.run_sync("go", context=AppContext(user_id="sync-user")).output == "sync-user"
+
+
+@pytest.mark.anyio
+async def test_run_sync_on_the_event_loop_thread_is_a_user_error() -> None:
+    """Calling `run_sync` from async code explains to await `run()` instead."""
+    agent = Agent(name="a", model="test")
+    with pytest.raises(UserError, match=r"await agent\.run"):
+        agent.run_sync("go")
+
+
+@pytest.mark.anyio
+async def test_test_model_calls_every_tool_once() -> None:
+    """TestModel calls each offered tool once with schema-valid arguments, then summarizes the results."""
+    calls: list[tuple[str, Any]] = []
+
+    @tool
+    def alpha(name: str, count: int) -> str:
+        calls.append(("alpha", (name, count)))
+        return "A"
+
+    @tool
+    def beta(flag: bool, ctx: AppContext) -> str:
+        calls.append(("beta", (flag, ctx.user_id)))
+        return "B"
+
+    @tool
+    async def gamma(items: list[int], limit: int = 5) -> str:
+        calls.append(("gamma", (items, limit)))
+        return "C"
+
+    agent = Agent(name="a", model=TestModel(), tools=[alpha, beta, gamma])
+    result = await agent.run("go", context=AppContext(user_id="u"))
+    assert sorted(name for name, _ in calls) == ["alpha", "beta", "gamma"]
+    assert dict(calls)["beta"][1] == "u"
+    assert json.loads(result.output) == {"alpha": "A", "beta": "B", "gamma": "C"}
+    assert result.usage.tool_calls == 3 and result.usage.requests == 2
+
+
+@pytest.mark.anyio
+async def test_model_string_test() -> None:
+    """`model="test"` is a TestModel."""
+
+    @tool
+    def only() -> str:
+        return "only result"
+
+    agent = Agent(name="a", model="test", tools=[only])
+    assert isinstance(agent.model, TestModel)
+    assert json.loads((await agent.run("go")).output) == {"only": "only result"}
+    with pytest.raises(UserError, match="Unknown model 'nonsense'"):
+        Agent(name="b", model="nonsense")
+
+
+@pytest.mark.anyio
+async def test_scripted_model_is_stateless_across_concurrent_runs() -> None:
+    """One ScriptedModel serves concurrent runs, each playing the script from the start."""
+
+    @tool
+    async def echo(ctx: AppContext) -> str:
+        await anyio.lowlevel.checkpoint()
+        return ctx.user_id
+
+    agent = Agent(name="a", model=ScriptedModel([ToolCall("echo", {}), "done"]), tools=[echo])
+    outputs: dict[str, str] = {}
+
+    async def one(uid: str) -> None:
+        result = await agent.run("go", context=AppContext(user_id=uid))
+        ret = next(m for m in result.messages if isinstance(m, ToolReturn))
+        outputs[uid] = f"{result.output}:{ret.content}"
+
+    async with anyio.create_task_group() as tg:
+        for uid in ("u1", "u2", "u3"):
+            tg.start_soon(one, uid)
+    assert outputs == {"u1": "done:u1", "u2": "done:u2", "u3": "done:u3"}

@@ -1,0 +1,547 @@
+"""`@tool`: context parameter detection, schemas, descriptions, options and execution."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
+
+import anyio
+import pytest
+from pydantic import Field
+
+from cogent import (
+    Agent,
+    ContextTypeError,
+    FunctionModel,
+    RunContext,
+    ScriptedModel,
+    Tool,
+    ToolCall,
+    UserError,
+    tool,
+)
+from cogent.messages import Message, ModelResponse, ToolReturn
+from cogent.models import ModelRequestParameters
+
+
+@dataclass
+class AppContext(RunContext):
+    """A context with a required field, as applications write them."""
+
+    user_id: str
+
+
+@dataclass
+class OtherContext(RunContext):
+    """A context class unrelated to `AppContext`."""
+
+    tenant: str = "t"
+
+
+def returns(messages: list[Message]) -> list[ToolReturn]:
+    """Return the tool results of the last turn of a history."""
+    found: list[ToolReturn] = []
+    for m in reversed(messages):
+        if isinstance(m, ModelResponse):
+            break
+        if isinstance(m, ToolReturn):
+            found.append(m)
+    return found[::-1]
+
+
+def call_then_echo(*calls: ToolCall) -> FunctionModel:
+    """A model that makes `calls` on its first turn, then answers with the results joined by '|'."""
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
+        if not any(isinstance(m, ModelResponse) for m in messages):
+            return list(calls)
+        return "|".join(r.content for r in returns(messages))
+
+    return FunctionModel(respond)
+
+
+def context_of(t: Tool[Any, Any]) -> tuple[str, type[RunContext], bool] | None:
+    """Return (name, class, optional) of a tool's injected parameter, or None."""
+    c = t.schema.context
+    return None if c is None else (c.name, c.cls, c.optional)
+
+
+def properties(t: Tool[Any, Any]) -> dict[str, Any]:
+    """Return the JSON schema properties the model sees for `t`."""
+    return dict(t.definition.parameters_json_schema.get("properties", {}))
+
+
+# --- context parameter detection ------------------------------------------------------
+
+
+def test_context_first_last_middle_any_name() -> None:
+    """The context parameter is found by annotation at any position and under any name."""
+
+    @tool
+    def first(c: RunContext, a: int) -> str:
+        return ""
+
+    @tool
+    def last(a: int, b: str, session: AppContext) -> str:
+        return ""
+
+    @tool
+    def middle(a: int, run_ctx: AppContext, b: str) -> str:
+        return ""
+
+    assert context_of(first) == ("c", RunContext, False)
+    assert context_of(last) == ("session", AppContext, False)
+    assert context_of(middle) == ("run_ctx", AppContext, False)
+    assert first.schema.parameters == ("a",)
+    assert last.schema.parameters == ("a", "b")
+    assert middle.schema.parameters == ("a", "b")
+
+
+def test_context_inside_optional_union_and_annotated() -> None:
+    """`Optional[X]`, `X | None`, `Annotated[X, ...]` and `Optional[Annotated[X, ...]]` are context parameters."""
+
+    @tool
+    def opt(x: int, ctx: Optional[AppContext] = None) -> str:  # noqa: UP045 - the form under test
+        return ""
+
+    @tool
+    def pipe(x: int, context: AppContext | None = None) -> str:
+        return ""
+
+    @tool
+    def annotated(deps: Annotated[AppContext, "injected"], x: int) -> str:
+        return ""
+
+    @tool
+    def opt_annotated(x: int, deps: Optional[Annotated[AppContext, "injected"]] = None) -> str:  # noqa: UP045
+        return ""
+
+    assert context_of(opt) == ("ctx", AppContext, True)
+    assert context_of(pipe) == ("context", AppContext, True)
+    assert context_of(annotated) == ("deps", AppContext, False)
+    assert context_of(opt_annotated) == ("deps", AppContext, True)
+    for t in (opt, pipe, annotated, opt_annotated):
+        assert list(properties(t)) == ["x"]
+
+
+def test_unannotated_ctx_fallback_and_no_context() -> None:
+    """An unannotated parameter named `ctx` is the context; a function without one has none."""
+
+    @tool
+    def fallback(query: str, ctx) -> str:  # type: ignore[no-untyped-def]
+        return ""
+
+    @tool
+    def plain(query: str, limit: int = 3) -> str:
+        return ""
+
+    assert context_of(fallback) == ("ctx", RunContext, True)
+    assert list(properties(fallback)) == ["query"]
+    assert context_of(plain) is None
+    assert list(properties(plain)) == ["query", "limit"]
+
+
+def test_two_context_parameters_is_a_user_error_at_decoration() -> None:
+    """Two context parameters are refused when the tool is decorated, naming both."""
+    with pytest.raises(UserError, match=r"2 run context parameters \('a', 'b'\)"):
+
+        @tool
+        def twice(a: RunContext, b: AppContext) -> str:
+            return ""
+
+
+def test_variadic_parameters_are_user_errors() -> None:
+    """`*args` and `**kwargs` are refused at decoration with the parameter named."""
+    with pytest.raises(UserError, match="'args' is variadic"):
+
+        @tool
+        def star(*args: int) -> str:
+            return ""
+
+    with pytest.raises(UserError, match="'kwargs' is variadic"):
+
+        @tool
+        def double_star(ctx: RunContext, **kwargs: int) -> str:
+            return ""
+
+
+def test_schema_never_contains_the_context_parameter() -> None:
+    """The context parameter appears nowhere in the JSON schema, even its name or class."""
+
+    @tool
+    def search(user_query: str, secret_ctx: AppContext, limit: int = 10) -> str:
+        """Search things."""
+        return ""
+
+    schema = search.definition.parameters_json_schema
+    text = repr(schema)
+    assert "secret_ctx" not in text
+    assert "AppContext" not in text
+    assert schema["required"] == ["user_query"]
+    assert set(schema["properties"]) == {"user_query", "limit"}
+    assert schema["additionalProperties"] is False
+
+
+# --- descriptions -----------------------------------------------------------------------
+
+
+def test_google_docstring_descriptions() -> None:
+    """Google-style `Args:` sections describe parameters; the summary describes the tool."""
+
+    @tool
+    def lookup(ctx: RunContext, order_id: int, verbose: bool = False) -> str:
+        """Look up an order.
+
+        Args:
+            order_id: The order's number.
+            verbose: Include the line items.
+        """
+        return ""
+
+    props = properties(lookup)
+    assert lookup.description == "Look up an order."
+    assert props["order_id"]["description"] == "The order's number."
+    assert props["verbose"]["description"] == "Include the line items."
+    assert "Args" not in lookup.description
+
+
+def test_numpy_docstring_descriptions() -> None:
+    """NumPy-style `Parameters` sections describe parameters."""
+
+    @tool
+    def convert(amount: float, currency: str) -> str:
+        """Convert money.
+
+        Parameters
+        ----------
+        amount : float
+            How much to convert.
+        currency : str
+            The target currency code.
+        """
+        return ""
+
+    props = properties(convert)
+    assert convert.description == "Convert money."
+    assert props["amount"]["description"] == "How much to convert."
+    assert props["currency"]["description"] == "The target currency code."
+
+
+def test_sphinx_docstring_descriptions() -> None:
+    """Sphinx-style `:param x:` fields describe parameters."""
+
+    @tool
+    def greet(name: str, ctx: RunContext) -> str:
+        """Greet someone.
+
+        :param name: Who to greet.
+        """
+        return ""
+
+    assert greet.description == "Greet someone."
+    assert properties(greet)["name"]["description"] == "Who to greet."
+
+
+def test_annotated_field_description_and_constraints() -> None:
+    """`Annotated[T, Field(description=...)]` describes a parameter, and its constraints are in the schema."""
+
+    @tool
+    def pick(count: Annotated[int, Field(description="How many to pick.", ge=1)]) -> str:
+        """Pick items."""
+        return ""
+
+    prop = properties(pick)["count"]
+    assert prop["description"] == "How many to pick."
+    assert prop["minimum"] == 1
+
+
+def test_defaults_are_optional_in_the_schema() -> None:
+    """Parameters with defaults are not required and show their default."""
+
+    @tool
+    def page(query: str, limit: int = 10, cursor: str | None = None) -> str:
+        return ""
+
+    schema = page.definition.parameters_json_schema
+    assert schema["required"] == ["query"]
+    assert schema["properties"]["limit"]["default"] == 10
+    assert schema["properties"]["cursor"]["default"] is None
+
+
+# --- decorator options and the Tool object ---------------------------------------------
+
+
+def test_tool_options() -> None:
+    """`@tool(name=, description=, requires_approval=, timeout=, threaded=)` are all applied."""
+
+    def original(x: int) -> str:
+        """Docstring description."""
+        return str(x)
+
+    t = tool(name="renamed", description="Given description.", requires_approval=True, timeout=2.5, threaded=False)(
+        original
+    )
+    assert isinstance(t, Tool)
+    assert (t.name, t.description, t.requires_approval, t.timeout, t.threaded) == (
+        "renamed",
+        "Given description.",
+        True,
+        2.5,
+        False,
+    )
+    assert t.definition.name == "renamed"
+    assert t.definition.description == "Given description."
+    bare = tool(original)
+    assert (bare.name, bare.description, bare.requires_approval, bare.timeout, bare.threaded) == (
+        "original",
+        "Docstring description.",
+        False,
+        None,
+        True,
+    )
+
+
+def test_non_positive_timeout_is_refused() -> None:
+    """A timeout that is not a positive number of seconds is a UserError."""
+    with pytest.raises(UserError, match="timeout=0"):
+        tool(timeout=0)(lambda: "x")
+
+
+@pytest.mark.anyio
+async def test_call_and_wrapped_call_the_function_as_written() -> None:
+    """Calling a Tool calls the function (sync returns, async returns a coroutine); `__wrapped__` is the function."""
+
+    def sync_fn(a: int, ctx: RunContext | None = None) -> str:
+        return f"{a}:{ctx is None}"
+
+    async def async_fn(a: int, ctx: RunContext) -> str:
+        return f"{a}:{ctx.get('k')}"
+
+    s, a = tool(sync_fn), tool(async_fn)
+    assert s.__wrapped__ is sync_fn
+    assert a.__wrapped__ is async_fn
+    assert s(1) == "1:True"
+    assert await a(2, RunContext(metadata={"k": "v"})) == "2:v"
+    assert await a.__wrapped__(3, ctx=RunContext(metadata={"k": "w"})) == "3:w"
+    assert s.__name__ == "sync_fn"
+
+
+@pytest.mark.anyio
+async def test_plain_callables_in_tools_are_wrapped() -> None:
+    """A plain function passed in `tools=` becomes a Tool with the context injected."""
+
+    def where(ctx: AppContext) -> str:
+        """Where am I."""
+        return ctx.user_id
+
+    agent = Agent(name="a", model=call_then_echo(ToolCall("where", {})), tools=[where])
+    assert isinstance(agent.tools[0], Tool)
+    result = await agent.run("go", context=AppContext(user_id="u-7"))
+    assert result.output == "u-7"
+
+
+# --- lazy resolution ------------------------------------------------------------------
+
+
+@tool
+def uses_later_context(ctx: DefinedLater, word: str) -> str:
+    """Uses a context class defined below this function."""
+    return f"{ctx.label}:{word}"
+
+
+@dataclass
+class DefinedLater(RunContext):
+    """Defined after the tool that names it."""
+
+    label: str = "later"
+
+
+@pytest.mark.anyio
+async def test_forward_reference_resolved_on_first_use() -> None:
+    """A context class defined after the tool is resolved when the tool is first used."""
+    assert context_of(uses_later_context) == ("ctx", DefinedLater, False)
+    agent = Agent(name="a", model=call_then_echo(ToolCall("uses_later_context", {"word": "hi"})))
+    agent.add_tools(uses_later_context)
+    result = await agent.run("go", context=DefinedLater(label="L"))
+    assert result.output == "L:hi"
+
+
+@pytest.mark.anyio
+async def test_locally_defined_context_class() -> None:
+    """A context class defined inside a function is resolved from the defining scope."""
+
+    @dataclass
+    class LocalContext(RunContext):
+        secret_word: str
+
+    @tool
+    def reveal(ctx: LocalContext) -> str:
+        return ctx.secret_word
+
+    assert context_of(reveal) == ("ctx", LocalContext, False)
+    agent = Agent(name="a", model=call_then_echo(ToolCall("reveal", {})), tools=[reveal])
+    result = await agent.run("go", context=LocalContext(secret_word="swordfish"))
+    assert result.output == "swordfish"
+
+
+@pytest.mark.anyio
+async def test_unresolvable_annotation_is_a_user_error_naming_the_parameter() -> None:
+    """An annotation that never resolves fails on first use with a UserError naming the parameter."""
+
+    @tool
+    def broken(item: NoSuchType, ctx: RunContext) -> str:  # type: ignore[name-defined]  # noqa: F821
+        return ""
+
+    with pytest.raises(UserError, match=r"parameter 'item'.*NoSuchType"):
+        _ = broken.definition
+    agent = Agent(name="a", model=call_then_echo(ToolCall("broken", {"item": 1})), tools=[broken])
+    with pytest.raises(UserError, match="parameter 'item'"):
+        await agent.run("go")
+
+
+# --- context type checks --------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_context_type_error_before_the_body_runs() -> None:
+    """A run whose context is not the annotated class raises ContextTypeError and the body never runs."""
+    ran: list[str] = []
+
+    @tool
+    def needs_app(ctx: AppContext) -> str:
+        ran.append(ctx.user_id)
+        return "ran"
+
+    agent = Agent(name="a", model=call_then_echo(ToolCall("needs_app", {})), tools=[needs_app])
+    with pytest.raises(ContextTypeError, match=r"needs a AppContext.*context is a OtherContext"):
+        await agent.run("go", context=OtherContext())
+    with pytest.raises(ContextTypeError):
+        await agent.run("go")  # the default RunContext() is not an AppContext either
+    assert ran == []
+    assert (await agent.run("go", context=AppContext(user_id="ok"))).output == "ran"
+    assert ran == ["ok"]
+
+
+def test_agent_context_type_rejects_incompatible_tools_and_subagents() -> None:
+    """`Agent(context_type=...)` checks every tool and subagent when the agent is built."""
+
+    @tool
+    def needs_app(ctx: AppContext) -> str:
+        return ""
+
+    @tool
+    def needs_base(ctx: RunContext) -> str:
+        return ""
+
+    with pytest.raises(ContextTypeError, match="needs_app"):
+        Agent(name="a", model="test", tools=[needs_app], context_type=OtherContext)
+    Agent(name="ok", model="test", tools=[needs_app, needs_base], context_type=AppContext)
+
+    sub = Agent(name="sub", model="test", context_type=AppContext)
+    with pytest.raises(ContextTypeError, match="'sub' requires AppContext"):
+        Agent(name="parent", model="test", subagents=[sub], context_type=OtherContext)
+    Agent(name="parent", model="test", subagents=[sub], context_type=AppContext)
+
+
+@pytest.mark.anyio
+async def test_agent_context_type_rejects_a_wrong_run_context() -> None:
+    """An agent with `context_type` refuses a run context of another class before any model request."""
+    requests: list[int] = []
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> str:
+        requests.append(1)
+        return "x"
+
+    agent = Agent(name="a", model=FunctionModel(respond), context_type=AppContext)
+    with pytest.raises(ContextTypeError, match="requires a AppContext"):
+        await agent.run("go", context=OtherContext())
+    assert requests == []
+
+
+# --- where tools run --------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_sync_tools_run_in_a_worker_thread_by_default_and_inline_when_not_threaded() -> None:
+    """A sync tool runs off the event loop's thread unless `threaded=False`; async tools run on the loop."""
+    loop_thread = threading.get_ident()
+    seen: dict[str, int] = {}
+
+    @tool
+    def threaded(ctx: RunContext) -> str:
+        seen["threaded"] = threading.get_ident()
+        return "t"
+
+    @tool(threaded=False)
+    def inline(ctx: RunContext) -> str:
+        seen["inline"] = threading.get_ident()
+        return "i"
+
+    @tool
+    async def on_loop() -> str:
+        seen["async"] = threading.get_ident()
+        return "a"
+
+    model = call_then_echo(ToolCall("threaded", {}), ToolCall("inline", {}), ToolCall("on_loop", {}))
+    agent = Agent(name="a", model=model, tools=[threaded, inline, on_loop])
+    assert (await agent.run("go")).output == "t|i|a"
+    assert seen["threaded"] != loop_thread
+    assert seen["inline"] == loop_thread
+    assert seen["async"] == loop_thread
+
+
+@pytest.mark.anyio
+async def test_blocking_sync_tool_does_not_block_the_event_loop() -> None:
+    """A threaded sync tool may block on a threading.Event that an async tool sets on the loop."""
+    released = threading.Event()
+
+    @tool
+    def waits() -> str:
+        return "released" if released.wait(timeout=5) else "timed out"
+
+    @tool
+    async def releases() -> str:
+        await anyio.sleep(0.01)
+        released.set()
+        return "set"
+
+    agent = Agent(
+        name="a", model=call_then_echo(ToolCall("waits", {}), ToolCall("releases", {})), tools=[waits, releases]
+    )
+    with anyio.fail_after(10):
+        assert (await agent.run("go")).output == "released|set"
+
+
+@pytest.mark.anyio
+async def test_tool_timeout_becomes_an_error_result() -> None:
+    """A call that outlives `@tool(timeout=...)` is cancelled and the model gets an error result."""
+
+    @tool(timeout=0.05)
+    async def slow() -> str:
+        await anyio.sleep(10)
+        return "never"
+
+    agent = Agent(name="a", model=call_then_echo(ToolCall("slow", {})), tools=[slow])
+    with anyio.fail_after(5):
+        result = await agent.run("go")
+    assert result.output == "Error: Tool 'slow' timed out after 0.05 seconds"
+
+
+@pytest.mark.anyio
+async def test_requires_approval_interrupts_without_a_handler() -> None:
+    """A `requires_approval=True` tool does not run without a decision; the run reports the pending call."""
+    ran: list[int] = []
+
+    @tool(requires_approval=True)
+    def delete(path: str) -> str:
+        ran.append(1)
+        return "deleted"
+
+    agent = Agent(name="a", model=ScriptedModel([ToolCall("delete", {"path": "/x"}, "c1"), "done"]), tools=[delete])
+    result = await agent.run("go")
+    assert ran == []
+    assert [(i.tool_name, i.call_id) for i in result.interruptions] == [("delete", "c1")]
+    approved = await agent.run("go", approval_handler=lambda item: True)
+    assert approved.output == "done"
+    assert ran == [1]
