@@ -26,6 +26,7 @@ from pydantic_core import to_json
 
 from ._signature import InjectedCall
 from .agent import (
+    APPROVED,
     OUTPUT_TOOL_NAME,
     Agent,
     DelegationEndEvent,
@@ -152,6 +153,28 @@ def _format_validation_error(name: str, exc: Exception) -> str:
     return f"The arguments for {name!r} are invalid:\n{detail}\nFix the errors and try again."
 
 
+def _check_response(model: Model, response: Any) -> None:
+    """Raise `UnexpectedModelBehavior` unless `response` is a well-formed `ModelResponse`."""
+    if not isinstance(response, ModelResponse):
+        problem = f"returned a {type(response).__qualname__} instead of a ModelResponse"
+    elif not isinstance(response.text, str | None) or not isinstance(response.usage, Usage):
+        problem = "returned a ModelResponse whose text is not a str or None, or whose usage is not a Usage"
+    elif not isinstance(response.tool_calls, list) or not all(
+        isinstance(c, ToolCall)
+        and isinstance(c.name, str)
+        and isinstance(c.arguments, str | dict)
+        and isinstance(c.id, str | None)
+        for c in response.tool_calls
+    ):
+        problem = "returned tool calls that are not ToolCall(name: str, arguments: str | dict, id: str | None)"
+    else:
+        return
+    raise UnexpectedModelBehavior(
+        f"Model {getattr(model, 'name', model)!r} {problem}; fix the model so that request() returns a valid "
+        "ModelResponse."
+    )
+
+
 def _repair_pairing(messages: list[Message]) -> list[Message]:
     """Drop tool returns without their call and tool calls without their return."""
     returned = {m.tool_call_id for m in messages if isinstance(m, ToolReturn | RetryPrompt) and m.tool_call_id}
@@ -265,6 +288,7 @@ async def run_agent(
     except _Interrupted as interrupted:
         state = interrupted.state
         state.usage = copy.copy(tree.usage)
+        state.__dict__["_live_context"] = exec_ctx  # not a field: to_json() exports its live approvals
         return RunResult(
             output=None,
             messages=execution.messages,
@@ -361,10 +385,18 @@ class _Execution:
                 if phase is Phase.ON_ERROR:
                     raise
                 return await self._interceptor_failed(phase, exc)
-            if result is None or result.action == "continue":
+            if result is None:
+                continue
+            if not isinstance(result, InterceptResult):
+                owner = getattr(handler, "owner", None) or getattr(getattr(handler, "call", None), "owner", "")
+                raise UserError(
+                    f"{owner or 'An interceptor'} returned {result!r} in {phase.name}; return None or an "
+                    "InterceptResult (e.g. InterceptResult.continue_())."
+                )
+            if result.action == "continue":
                 continue
             if result.action in ("stop", "skip"):
-                return cast(InterceptResult, result)
+                return result
             self._apply(phase, ic, result)
         return None
 
@@ -519,14 +551,11 @@ class _Execution:
             response = await model.request(messages, params)
         else:
             response = await self._stream_request(model, messages, params)
+        _check_response(model, response)
         tree.usage.requests += 1
         tree.usage.input_tokens += response.usage.input_tokens
         tree.usage.output_tokens += response.usage.output_tokens
-        if any(call.id is None for call in response.tool_calls):
-            response = copy.copy(response)
-            response.tool_calls = [
-                c if c.id else ToolCall(c.name, c.arguments, generate_id("call_")) for c in response.tool_calls
-            ]
+        response = self._unique_call_ids(response)
         self.messages.append(response)
         self._event("model_request", started, detail=response.text)
         if self.plan[Phase.POST_THINK]:
@@ -537,6 +566,24 @@ class _Execution:
         if response.tool_calls:
             return await self._call_tools(response.tool_calls, allowed)
         return self._text_output(response)
+
+    def _unique_call_ids(self, response: ModelResponse) -> ModelResponse:
+        """Give each call an id no other call of this execution has: approvals and results are keyed by id."""
+        ids = [c.id for c in response.tool_calls]
+        if not ids:
+            return response
+        seen = {c.id for m in self.messages if isinstance(m, ModelResponse) for c in m.tool_calls}
+        if None not in ids and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
+            return response
+        calls = []
+        for c in response.tool_calls:
+            if c.id is None or c.id in seen:  # missing, or reused (a duplicate could ride on another's approval)
+                c = ToolCall(c.name, c.arguments, generate_id("call_"))
+            seen.add(c.id)
+            calls.append(c)
+        response = copy.copy(response)
+        response.tool_calls = calls
+        return response
 
     async def _stream_request(
         self, model: Model, messages: list[Message], params: ModelRequestParameters
@@ -763,6 +810,7 @@ class _Execution:
                 content = f"Tool call {name!r} was rejected; do not retry it."
                 self._event("approval", started, tool_name=name, call_id=call_id, detail=content)
                 return content
+            self._event("approval", started, tool_name=name, call_id=call_id, detail=APPROVED)
         token = _current.set(ctx) if ctx is not self.ctx else None
         try:
             if tool.agent is not None:
@@ -845,12 +893,11 @@ class _Execution:
         if not getattr(self.ctx, "can_delegate", True):
             depth = getattr(self.ctx, "depth", self.depth)
             limit = getattr(self.ctx, "max_depth", None)
-            content = (
-                f"Error: Delegation to {sub.name!r} was refused: the context is at delegation depth {depth} "
-                f"and max_depth is {limit}. Handle the task directly."
-            )
-            self._event("delegation_refused", started, tool_name=sub.name, call_id=call_id, detail=content)
-            return content
+            refused = f"Error: Delegation to {sub.name!r} was refused: "
+            detail = f"{refused}the context is at delegation depth {depth} and max_depth is {limit}."
+            self._event("delegation_refused", started, tool_name=sub.name, call_id=call_id, detail=detail)
+            # The trace shows the values; the model only learns that the limit is reached (no context data).
+            return f"{refused}the delegation depth limit is reached. Handle the task directly."
         child = self.ctx.create_child_context()
         if child is self.ctx:  # an override returning its own object: never modify the parent
             child = copy.copy(child)

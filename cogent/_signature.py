@@ -195,7 +195,8 @@ class FunctionSchema:
 
     def _build_validator(self, hints: dict[str, Any]) -> None:
         doc = docstring_parser.parse(inspect.getdoc(self.func) or "")
-        described = {p.arg_name: p.description for p in doc.params if p.description}
+        # Docstrings wrap lines; the model should read each description as one paragraph.
+        described = {p.arg_name: " ".join(p.description.split()) for p in doc.params if p.description}
         fields: dict[str, Any] = {}
         defaults: dict[str, Any] = {}
         for name in self._params:
@@ -214,7 +215,13 @@ class FunctionSchema:
             self._adapter = TypeAdapter(arguments)
             schema = self._adapter.json_schema()
         except Exception as exc:
-            raise UserError(f"{self.owner} has parameters pydantic cannot validate: {exc}") from exc
+            hint = ""
+            if "ctx" in self._params:
+                hint = (
+                    " Its parameter 'ctx' is annotated with a type that is not a RunContext subclass, so it is "
+                    "treated as a model argument; annotate it with RunContext (or a subclass) to have it injected."
+                )
+            raise UserError(f"{self.owner} has parameters pydantic cannot validate: {exc}.{hint}") from exc
         schema.pop("title", None)
         for name, default in defaults.items():
             try:

@@ -41,6 +41,9 @@ OutputT = TypeVar("OutputT", default=str)
 
 OUTPUT_TOOL_NAME = "final_result"
 
+APPROVED = "approved"
+"""The `detail` of an `approval` trace event for an approved call (a rejection's is the message)."""
+
 # anyio >= 4.? raises this precise error from from_thread.run() outside worker threads.
 _NO_EVENT_LOOP: type[RuntimeError] = getattr(anyio, "NoEventLoopError", RuntimeError)
 
@@ -85,33 +88,40 @@ class TraceEvent:
     duration: float = 0.0
     """How long the step took (seconds)."""
     detail: str | None = None
-    """Arguments, result, refusal reason or error message, as the model saw them."""
+    """The result, refusal reason or error message as the model saw it (`APPROVED` for approved calls)."""
     error: BaseException | None = None
     """The exception, for `tool_error` events."""
     children: list[TraceEvent] = field(default_factory=list)
     """The subagent's events, for `delegation` events."""
 
 
-def format_trace(events: Sequence[TraceEvent], *, indent: str = "  ") -> str:
+def format_trace(events: Sequence[TraceEvent], *, indent: str = "  ", width: int = 80) -> str:
     """Render a trace as an indented tree, one line per event.
 
     Args:
         events: `result.trace`.
         indent: The text added per nesting level.
+        width: The most characters of each event's detail (result, error) to show.
 
     Returns:
-        Lines like `delegation returns_desk depth=1 task=ab12cd34 parent=9f8e7d6c (1.2 ms)`.
+        Lines like `tool_call lookup agent=desk depth=1 call=c1 task=ab12cd34 parent=9f8e7d6c (0.05 ms) -> ok`.
     """
     lines: list[str] = []
 
     def walk(items: Sequence[TraceEvent], level: int) -> None:
         for e in items:
             parts = [e.kind, e.tool_name or e.agent, f"agent={e.agent}", f"depth={e.depth}"]
+            if e.call_id:
+                parts.append(f"call={e.call_id}")
             if e.task_id:
                 parts.append(f"task={e.task_id}")
             if e.parent_task_id:
                 parts.append(f"parent={e.parent_task_id}")
-            lines.append(f"{indent * level}{' '.join(parts)} ({e.duration * 1000:.2f} ms)")
+            line = f"{indent * level}{' '.join(parts)} ({e.duration * 1000:.2f} ms)"
+            if e.detail:
+                detail = " ".join(e.detail.split())
+                line += f" -> {detail[:width - 3] + '...' if len(detail) > width else detail}"
+            lines.append(line)
             walk(e.children, level + 1)
 
     walk(events, 0)
@@ -253,7 +263,16 @@ class RunState:
     """Where this run's new messages begin in `messages`."""
 
     def to_json(self) -> str:
-        """Serialize the state to JSON text."""
+        """Serialize the state to JSON text.
+
+        The approval records are read at this moment from the interrupted run's context
+        (which shares them with the context you passed in), so decisions recorded with
+        `result.context.approve_tool(...)` or `your_context.approve_tool(...)` after the
+        interruption are included.
+        """
+        live = self.__dict__.get("_live_context")
+        if live is not None:
+            self.approvals = {**self.approvals, **live._export_approvals()}
         return _RUN_STATE.dump_json(self).decode()
 
     @classmethod
@@ -381,6 +400,7 @@ class Agent(Generic[ContextT, OutputT]):
             self._instructions_call = InjectedCall(
                 instructions, owner=f"Agent {name!r} instructions", arity=0, localns=caller_namespace(1)
             )
+        self._delegation_tool: Tool[Any, Any] | None = None
         self._own_tools: list[Tool[Any, Any]] = []
         self._subagents: list[Agent[Any, Any]] = []
         self._tool_map: dict[str, Tool[Any, Any]] | None = None
@@ -508,6 +528,8 @@ class Agent(Generic[ContextT, OutputT]):
             name: The tool's name; defaults to the agent's name.
             description: The tool's description; defaults to the agent's `description`.
         """
+        if name is None and description is None and self._delegation_tool is not None:
+            return self._delegation_tool
         agent = self
 
         async def delegate(task: str) -> Any:
@@ -518,12 +540,15 @@ class Agent(Generic[ContextT, OutputT]):
             """
             return (await agent.run(task)).output
 
-        return Tool(
+        delegation = Tool(
             delegate,
             name=name or self.name,
             description=description or self.description or f"Delegate a task to the {self.name} agent.",
             agent=self,
         )
+        if name is None and description is None:
+            self._delegation_tool = delegation  # built once: subagents are offered under it
+        return delegation
 
     async def instructions_for(self, ctx: RunContext) -> str | None:
         """Return the instructions for one execution (calling the callable, if any)."""

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import TypeAdapter
+from typing_extensions import dataclass_transform
 
 from .core import generate_id, now_utc
 from .exceptions import UserError
@@ -56,6 +57,24 @@ def is_secret_name(name: str) -> bool:
     """
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _masked_repr(value: Any, seen: frozenset[int] = frozenset()) -> str:
+    """Return `repr(value)` with the values of secret-named keys masked, also in nested dicts and lists."""
+    if id(value) in seen:
+        return "{...}" if isinstance(value, dict) else "[...]"
+    inner = seen | {id(value)}
+    if isinstance(value, dict):
+        items = (
+            f"{k!r}: {_MASK if isinstance(k, str) and is_secret_name(k) else _masked_repr(v, inner)}"
+            for k, v in value.items()
+        )
+        return "{" + ", ".join(items) + "}"
+    if type(value) is list:
+        return "[" + ", ".join(_masked_repr(v, inner) for v in value) + "]"
+    if type(value) is tuple:
+        return "(" + ", ".join(_masked_repr(v, inner) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 # --- Frozen subclasses -------------------------------------------------------------
@@ -126,10 +145,24 @@ _APPROVAL_RECORDS: TypeAdapter[dict[str, _ApprovalRecord]] = TypeAdapter(dict[st
 
 _current: ContextVar[RunContext] = ContextVar("cogent_current_context")
 
+if TYPE_CHECKING:
+    # For type checkers only (a no-op `type` at run time): a class that names a
+    # dataclass_transform metaclass directly is "neither frozen nor non-frozen" (PEP 681),
+    # so mypy accepts both frozen and non-frozen subclasses, as the runtime mechanism
+    # above does. Type checkers then ignore these classes' own `@dataclass(kw_only=True)`,
+    # so each field of theirs also says `kw_only=True` (a no-op at run time).
+
+    @dataclass_transform(field_specifiers=(field,))
+    class _ContextMeta(type):
+        """Marks the context classes as dataclass-like for type checkers."""
+
+else:
+    _ContextMeta = type
+
 
 @_neutral
 @dataclass(kw_only=True)
-class RunContext:
+class RunContext(metaclass=_ContextMeta):
     """The context of one agent execution: your dependencies, never the model's input.
 
     Subclass it with `@dataclass` (required fields, `frozen=True`, `slots=True` and
@@ -137,9 +170,9 @@ class RunContext:
     keyword-only.
     """
 
-    query: str = field(default="", repr=False)
+    query: str = field(default="", repr=False, kw_only=True)
     """The input of the top-level run; filled in by the first `agent.run()` when empty."""
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict, kw_only=True)
     """Untyped extension data. Copied (not shared) into child contexts."""
     if TYPE_CHECKING:
         agent: Agent[Any, Any] | None = field(default=None, init=False, repr=False, compare=False)
@@ -167,19 +200,7 @@ class RunContext:
             if not f.repr:
                 continue
             value: Any = getattr(self, f.name, None)
-            if is_secret_name(f.name):
-                text = _MASK
-            elif f.name == "metadata":
-                text = (
-                    "{"
-                    + ", ".join(
-                        f"{k!r}: {_MASK if isinstance(k, str) and is_secret_name(k) else repr(v)}"
-                        for k, v in value.items()
-                    )
-                    + "}"
-                )
-            else:
-                text = repr(value)
+            text = _MASK if is_secret_name(f.name) else _masked_repr(value)
             parts.append(f"{f.name}={text}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
@@ -368,7 +389,7 @@ def current_context() -> RunContext:
 
 @_neutral
 @dataclass(kw_only=True)
-class DelegationContext(RunContext):
+class DelegationContext(RunContext, metaclass=_ContextMeta):
     """Delegation depth, enforced by the framework.
 
     Each delegation gives the child `depth + 1`. A delegation from a context whose
@@ -376,9 +397,9 @@ class DelegationContext(RunContext):
     error tool result, and the trace records a `delegation_refused` event.
     """
 
-    depth: int = 0
+    depth: int = field(default=0, kw_only=True)
     """How many delegations separate this context from the top-level run."""
-    max_depth: int = 3
+    max_depth: int = field(default=3, kw_only=True)
     """The depth from which delegations are refused."""
 
     @property
@@ -394,18 +415,18 @@ class DelegationContext(RunContext):
 
 @_neutral
 @dataclass(kw_only=True)
-class TaskContext(RunContext):
+class TaskContext(RunContext, metaclass=_ContextMeta):
     """Task lineage, maintained by the framework.
 
     Each delegation gives the child a new `task_id`, sets its `parent_task_id` to the
     parent's `task_id` and appends the parent's id to `task_chain`.
     """
 
-    task_id: str = field(default_factory=generate_id)
+    task_id: str = field(default_factory=generate_id, kw_only=True)
     """This execution's task id."""
-    parent_task_id: str | None = None
+    parent_task_id: str | None = field(default=None, kw_only=True)
     """The delegating execution's task id, `None` at the top level."""
-    task_chain: list[str] = field(default_factory=list)
+    task_chain: list[str] = field(default_factory=list, kw_only=True)
     """The task ids from the root down to (excluding) this one."""
 
     @property
@@ -426,7 +447,7 @@ class TaskContext(RunContext):
 
 @_neutral
 @dataclass(kw_only=True)
-class RetryContext(RunContext):
+class RetryContext(RunContext, metaclass=_ContextMeta):
     """Retry tracking, maintained by the framework.
 
     A tool call that retries an earlier failed call of the same tool (after
@@ -437,11 +458,11 @@ class RetryContext(RunContext):
     `ExecutionContext`) gets the same retry copy.
     """
 
-    retry_count: int = 0
+    retry_count: int = field(default=0, kw_only=True)
     """How many times the current tool call has failed before."""
-    max_retries: int = 3
+    max_retries: int = field(default=3, kw_only=True)
     """The number of retries allowed per tool."""
-    is_retry: bool = False
+    is_retry: bool = field(default=False, kw_only=True)
     """Whether the current tool call is a retry."""
 
     def _child_updates(self) -> dict[str, Any]:
@@ -452,7 +473,7 @@ class RetryContext(RunContext):
 
 @_neutral
 @dataclass(kw_only=True)
-class TimedContext(RunContext):
+class TimedContext(RunContext, metaclass=_ContextMeta):
     """A deadline, enforced by the framework.
 
     Model requests, tool calls and subagents run inside an anyio cancel scope that
@@ -460,9 +481,9 @@ class TimedContext(RunContext):
     inherit the deadline and get their own `started_at`.
     """
 
-    started_at: datetime = field(default_factory=now_utc)
+    started_at: datetime = field(default_factory=now_utc, kw_only=True)
     """When this execution started (UTC)."""
-    deadline: datetime | None = None
+    deadline: datetime | None = field(default=None, kw_only=True)
     """When the run must be finished (timezone-aware), or `None`."""
 
     @property
@@ -490,7 +511,7 @@ class TimedContext(RunContext):
 
 @_neutral
 @dataclass(kw_only=True)
-class ExecutionContext(DelegationContext, TaskContext, RetryContext, TimedContext):
+class ExecutionContext(DelegationContext, TaskContext, RetryContext, TimedContext, metaclass=_ContextMeta):
     """The spec's combined context: lineage, depth, retries and a deadline.
 
     All the helper behaviours apply; `create_child_context()` produces what the spec's
@@ -498,5 +519,5 @@ class ExecutionContext(DelegationContext, TaskContext, RetryContext, TimedContex
     metadata, fresh `started_at`, inherited deadline), plus the extended `task_chain`.
     """
 
-    max_depth: int = 5
+    max_depth: int = field(default=5, kw_only=True)
     """The depth from which delegations are refused (the spec's default: 5)."""

@@ -334,6 +334,18 @@ async def test_both_permanent_flags_set_means_approved() -> None:
     assert resumed.output == "done" and context.refunds == ["A1"]
 
 
+async def test_a_decision_recorded_after_the_interruption_is_serialized_with_the_state() -> None:
+    """Approving on `result.context` after the interruption reaches `state.to_json()`, so a new request resumes it."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    result = await agent.run("go", context=ShopContext())
+    assert result.state is not None
+    result.context.approve_tool(result.interruptions[0])
+    stored = result.state.to_json()
+    context = ShopContext()
+    resumed = await agent.run(RunState.from_json(stored), context=context)
+    assert resumed.output == "done" and context.refunds == ["A1"]
+
+
 # --- inside a subagent ------------------------------------------------------------------------------
 
 

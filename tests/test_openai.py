@@ -19,11 +19,11 @@ from typing import Any
 import anyio
 import openai
 import pytest
+from chat_server import Call, ChatServer, ErrorReply, Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_server import Call, ChatServer, ErrorReply, Reply
-from cogent import Agent, RunContext, tool
+from cogent import Agent, tool
 from cogent.agent import FinalResultEvent, TextDeltaEvent, ToolCallEvent, ToolResultEvent
 from cogent.context import ExecutionContext
 from cogent.exceptions import ModelAPIError, ModelRetry, UserError
@@ -105,7 +105,11 @@ async def test_tool_calling_run_end_to_end(server: ChatServer) -> None:
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_a", "type": "function", "function": {"name": "lookup_order", "arguments": '{"order_id": 42}'}}
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "lookup_order", "arguments": '{"order_id": 42}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "call_a", "content": "order 42 of user: shipped"},
@@ -438,3 +442,26 @@ def test_missing_extra_raises_an_import_error_with_the_fix(monkeypatch: pytest.M
     monkeypatch.delitem(sys.modules, "cogent.models.openai")
     with pytest.raises(ImportError, match=r'pip install "cogent-context\[openai\]"'):
         importlib.import_module("cogent.models.openai")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_openai_compatible_example(
+    server: ChatServer, capsys: pytest.CaptureFixture[str], stream: bool
+) -> None:
+    """`examples/openai_compatible.py` runs its tool against a server and prints the answer and the usage."""
+    from examples.openai_compatible import main
+
+    server.script = [
+        Reply(tool_calls=[Call(name="order_status", arguments={"order_id": "A100"})], input_tokens=40),
+        Reply(text="Yes, order A100 shipped on Monday.", input_tokens=60, output_tokens=9),
+    ]
+    argv = ["--base-url", server.base_url, "--model", "fake-model", "--api-key", "k"]
+    await main([*argv, "--stream"] if stream else argv)
+
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "Yes, order A100 shipped on Monday.",
+        "usage: 2 requests, 100 input + 14 output tokens, 1 tool calls",
+    ]
+    assert server.requests[1]["messages"][-1]["content"] == "Order A100: shipped on Monday."
+    assert server.requests[0]["messages"][0]["content"].startswith("You help Ada with their orders.")

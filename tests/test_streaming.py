@@ -8,8 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from chat_server import ChatServer, Reply
 
-from chat_server import Call, ChatServer, Reply
 from cogent import Agent, tool
 from cogent.agent import (
     DelegationEndEvent,

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_type
 
 import pytest
+from chat_server import Call, ChatServer, Reply
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
-from typing_extensions import assert_type
 
-from chat_server import Call, ChatServer, Reply
 from cogent import Agent, RunContext, tool
 from cogent.agent import FinalResultEvent
 from cogent.context import ExecutionContext

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, assert_type
 
 from pydantic import BaseModel
 
 from cogent import Agent, RunContext, RunResult, ScriptedModel, TestModel
+from cogent.agent import FinalResultEvent, StreamEvent, TextDeltaEvent
 
 
 @dataclass
@@ -83,7 +85,11 @@ def sync_runs() -> None:
 
 async def streams() -> None:
     async with by_argument.run_stream("hi", context=AppContext(user_id="u")) as events:
+        assert_type(events, AsyncIterator[StreamEvent])
         async for event in events:
-            assert_type(event.agent if not hasattr(event, "result") else "", Any)  # type: ignore[union-attr]
-    async with by_argument.run_stream("hi", context=OtherContext()) as _:  # type: ignore[arg-type]
+            if isinstance(event, TextDeltaEvent):
+                assert_type(event.text, str)
+            elif isinstance(event, FinalResultEvent):
+                assert_type(event.result, RunResult[Any, Any])
+    async with by_argument.run_stream("hi", context=OtherContext()):  # type: ignore[arg-type]
         pass

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, assert_type
 
+import pydantic
+
 from cogent import (
     DelegationContext,
     ExecutionContext,
@@ -30,6 +32,37 @@ class FrozenContext(RunContext):
 @dataclass
 class Execution(ExecutionContext):
     user_id: str = "u"
+
+
+# Frozen, slotted and pydantic subclasses, also of the helpers, with required fields that
+# follow the (keyword-only) base fields.
+@dataclass(frozen=True)
+class FrozenExecution(ExecutionContext):
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class FrozenHelpers(DelegationContext, TimedContext):
+    tenant_id: str
+
+
+@dataclass(slots=True)
+class Slotted(RunContext):
+    user_id: str
+
+
+@pydantic.dataclasses.dataclass
+class Validated(RunContext):
+    user_id: str
+    limit: int = 10
+
+
+FrozenExecution("acme", depth=1, max_depth=2)
+FrozenHelpers(tenant_id="acme", deadline=None)
+Slotted("u", query="q", metadata={})
+Validated(user_id="u")
+FrozenContext(tenant_id="t").tenant_id = "other"  # type: ignore[misc]
+AppContext("u", "positional metadata")  # type: ignore[call-arg]
 
 
 ctx = AppContext(user_id="u")

@@ -6,7 +6,7 @@ import enum
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._signature import InjectedCall, caller_namespace
 from ..exceptions import UserError
@@ -192,6 +192,13 @@ class Interceptor:
     like tools.
     """
 
+    _cogent_localns: ClassVar[dict[str, Any] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The defining scope's locals, so method annotations may name classes defined there.
+        cls._cogent_localns = caller_namespace(1)
+
     async def intercept(self, phase: Phase, context: InterceptContext) -> InterceptResult | None:
         """Handle one phase; the default calls the method named after the phase."""
         return None
@@ -232,15 +239,16 @@ class Interceptor:
         handlers: dict[Phase, InjectedCall] = {}
         cls = type(self)
         name = cls.__qualname__
+        localns = cls.__dict__.get("_cogent_localns")
         if cls.intercept is not Interceptor.intercept:
-            call = InjectedCall(self.intercept, owner=f"Interceptor {name}.intercept", arity=2)
+            call = InjectedCall(self.intercept, owner=f"Interceptor {name}.intercept", arity=2, localns=localns)
             handlers = {phase: _PhaseBound(call, phase) for phase in Phase}  # type: ignore[misc]
         else:
             for phase in Phase:
                 method = getattr(cls, phase.value)
                 if method is not getattr(Interceptor, phase.value):
                     handlers[phase] = InjectedCall(
-                        getattr(self, phase.value), owner=f"Interceptor {name}.{phase.value}", arity=1
+                        getattr(self, phase.value), owner=f"Interceptor {name}.{phase.value}", arity=1, localns=localns
                     )
         self.__dict__["_cogent_handlers_cache"] = handlers
         return handlers

@@ -84,7 +84,8 @@ def infer_model(model: Model | str) -> Model:
         model: A `Model` or a model string.
 
     Raises:
-        UserError: If the string names no known provider.
+        UserError: If the string names no known provider, or `OPENAI_API_KEY` is not set
+            for an `"openai:..."` model.
         ImportError: If `"openai:..."` is used without the `openai` extra installed.
     """
     if isinstance(model, Model):

@@ -25,6 +25,7 @@ that remain are raised as `cogent.exceptions.ModelAPIError`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,8 +146,13 @@ class OpenAIModel(Model):
         try:
             self.client = self._factory()
         except openai.OpenAIError as exc:
+            problem = (
+                "has no API key"
+                if api_key is None and not os.environ.get("OPENAI_API_KEY")
+                else "could not be configured"
+            )
             raise UserError(
-                f"OpenAIModel({model_name!r}) has no API key: pass api_key=..., set the OPENAI_API_KEY "
+                f"OpenAIModel({model_name!r}) {problem}: pass api_key=..., set the OPENAI_API_KEY "
                 "environment variable, or pass client=openai.AsyncOpenAI(...). Local OpenAI-compatible "
                 f"servers accept any key, e.g. api_key='unused'. (The openai SDK said: {exc})"
             ) from exc
@@ -299,7 +305,7 @@ class OpenAIModel(Model):
         elif isinstance(exc, openai.APIConnectionError):
             what = "could not be reached"
         else:
-            what = "sent an error during the stream"
+            what = "reported an error"
         return ModelAPIError(
             f"The server at {self.client.base_url} {what} for model {self.model_name!r}: {exc.message} "
             "Check the model name, the base URL, the API key and the request settings "

@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 
 from cogent import Agent, RunResult, ToolApprovalItem, ToolCall, TraceEvent
+from cogent.agent import APPROVED
 from cogent.core import now_utc
 from cogent.messages import Message, ModelResponse, ToolReturn, UserPrompt
 from cogent.models import FunctionModel, ModelRequestParameters
@@ -261,7 +262,8 @@ def tool_outputs(trace: Sequence[TraceEvent]) -> dict[str, str]:
     """
     outputs: dict[str, str] = {}
     for event in trace:
-        if event.kind in _RESULT_KINDS and event.call_id is not None and event.detail is not None:
+        approved = event.kind == "approval" and event.detail == APPROVED
+        if event.kind in _RESULT_KINDS and not approved and event.call_id is not None and event.detail is not None:
             outputs[event.call_id] = event.detail
         outputs.update(tool_outputs(event.children))
     return outputs

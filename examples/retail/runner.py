@@ -23,6 +23,7 @@ import anyio
 
 from cogent import ToolApprovalItem, TraceEvent
 from cogent.agent import (
+    APPROVED,
     DelegationEndEvent,
     DelegationStartEvent,
     FinalResultEvent,
@@ -83,6 +84,8 @@ def render_trace(
                     f"parent {event.parent_task_id}, {event.duration * 1000:.2f} ms)"
                 )
                 walk(event.children, level + 1)
+            elif event.kind == "approval" and event.detail == APPROVED:
+                lines.append(f"{pad}[{event.call_id}] {event.tool_name} approved")
             else:
                 mark = ""
                 if expected is not None and event.call_id is not None and event.call_id in expected:
