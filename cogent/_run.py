@@ -589,11 +589,18 @@ class _Execution:
         self, model: Model, messages: list[Message], params: ModelRequestParameters
     ) -> ModelResponse:
         response: ModelResponse | None = None
-        async for item in model.request_stream(messages, params):
-            if isinstance(item, TextDelta):
-                await self._emit(TextDeltaEvent(agent=self.agent.name, depth=self.depth, text=item.text))
-            else:
-                response = item
+        stream = model.request_stream(messages, params)
+        try:
+            async for item in stream:
+                if isinstance(item, TextDelta):
+                    await self._emit(TextDeltaEvent(agent=self.agent.name, depth=self.depth, text=item.text))
+                else:
+                    response = item
+        finally:  # close the model's stream (and its HTTP response) now, even when cancelled
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
         if response is None:
             raise UnexpectedModelBehavior(f"Model {model.name!r} ended its stream without a response.")
         return response
@@ -899,6 +906,11 @@ class _Execution:
             # The trace shows the values; the model only learns that the limit is reached (no context data).
             return f"{refused}the delegation depth limit is reached. Handle the task directly."
         child = self.ctx.create_child_context()
+        if not isinstance(child, RunContext):
+            raise UserError(
+                f"{type(self.ctx).__qualname__}.create_child_context() returned a {type(child).__qualname__}; "
+                "return a RunContext instance (e.g. a copy of self) for the subagent."
+            )
         if child is self.ctx:  # an override returning its own object: never modify the parent
             child = copy.copy(child)
         if child.metadata is self.ctx.metadata:  # an override sharing the dict (the spec's example does)

@@ -199,36 +199,43 @@ class Interceptor:
         # The defining scope's locals, so method annotations may name classes defined there.
         cls._cogent_localns = caller_namespace(1)
 
-    async def intercept(self, phase: Phase, context: InterceptContext) -> InterceptResult | None:
-        """Handle one phase; the default calls the method named after the phase."""
+    # The base methods take `*args, **kwargs` so that type checkers accept every override
+    # form the framework supports: sync or async, with or without an injected context
+    # parameter (`def pre_act(self, context: InterceptContext, ctx: AppContext)`).
+
+    async def intercept(self, *args: Any, **kwargs: Any) -> Any:
+        """Handle one phase: override as `intercept(self, phase, context)`.
+
+        The default calls the method named after the phase.
+        """
         return None
 
-    def pre_run(self, context: InterceptContext) -> InterceptResult | None:
-        """Called once before an agent's first model request."""
+    def pre_run(self, *args: Any, **kwargs: Any) -> Any:
+        """Called once before an agent's first model request: override as `pre_run(self, context)`."""
         return None
 
-    def pre_think(self, context: InterceptContext) -> InterceptResult | None:
-        """Called before each model request."""
+    def pre_think(self, *args: Any, **kwargs: Any) -> Any:
+        """Called before each model request: override as `pre_think(self, context)`."""
         return None
 
-    def post_think(self, context: InterceptContext) -> InterceptResult | None:
-        """Called after each model response."""
+    def post_think(self, *args: Any, **kwargs: Any) -> Any:
+        """Called after each model response: override as `post_think(self, context)`."""
         return None
 
-    def pre_act(self, context: InterceptContext) -> InterceptResult | None:
-        """Called before each tool call."""
+    def pre_act(self, *args: Any, **kwargs: Any) -> Any:
+        """Called before each tool call: override as `pre_act(self, context)`."""
         return None
 
-    def post_act(self, context: InterceptContext) -> InterceptResult | None:
-        """Called after each tool call."""
+    def post_act(self, *args: Any, **kwargs: Any) -> Any:
+        """Called after each tool call: override as `post_act(self, context)`."""
         return None
 
-    def post_run(self, context: InterceptContext) -> InterceptResult | None:
-        """Called once after an agent produced its output."""
+    def post_run(self, *args: Any, **kwargs: Any) -> Any:
+        """Called once after an agent produced its output: override as `post_run(self, context)`."""
         return None
 
-    def on_error(self, context: InterceptContext) -> InterceptResult | None:
-        """Called when a tool, the model or an interceptor raised."""
+    def on_error(self, *args: Any, **kwargs: Any) -> Any:
+        """Called when a tool, the model or an interceptor raised: override as `on_error(self, context)`."""
         return None
 
     def _cogent_handlers(self) -> dict[Phase, InjectedCall]:
