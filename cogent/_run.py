@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -343,16 +343,32 @@ class _Execution:
 
     # --- helpers -------------------------------------------------------------------
 
-    def _event(self, kind: TraceKind, started: float, **fields: Any) -> TraceEvent:
-        event = TraceEvent(
+    def _event(
+        self,
+        kind: TraceKind,
+        started: float,
+        *,
+        tool_name: str | None = None,
+        call_id: str | None = None,
+        detail: str | None = None,
+        error: BaseException | None = None,
+    ) -> TraceEvent:
+        # Half the cost of `TraceEvent(...)` (one per tool call and model request): calling
+        # a class packs the keywords into a dict before `__init__` runs.
+        event = object.__new__(TraceEvent)
+        TraceEvent.__init__(
+            event,
             kind=kind,
             agent=self.agent.name,
             depth=self.depth,
+            tool_name=tool_name,
+            call_id=call_id,
             task_id=self.task_id,
             parent_task_id=self.parent_task_id,
             started=started,
             duration=time.perf_counter() - started,
-            **fields,
+            detail=detail,
+            error=error,
         )
         self.trace.append(event)
         return event
@@ -581,9 +597,7 @@ class _Execution:
                 c = ToolCall(c.name, c.arguments, generate_id("call_"))
             seen.add(c.id)
             calls.append(c)
-        response = copy.copy(response)
-        response.tool_calls = calls
-        return response
+        return replace(response, tool_calls=calls)  # the model's object may be shared (ScriptedModel)
 
     async def _stream_request(
         self, model: Model, messages: list[Message], params: ModelRequestParameters
@@ -643,29 +657,15 @@ class _Execution:
         if final:
             return self._output_call(final[0], calls)
 
-        async def one(i: int, call: ToolCall) -> None:
-            if resume is not None and call.id in resume.completed:
-                results[i] = resume.completed[call.id]
-                return
-            try:
-                results[i] = await self._call_tool(
-                    call, allowed, resume.children.get(cast(str, call.id)) if resume else None
-                )
-            except Exception as exc:
-                failures.append(exc)
-                if group is not None:
-                    group.cancel_scope.cancel()
-
-        group: anyio.abc.TaskGroup | None = None
         if len(calls) == 1 or not self.agent.parallel_tool_calls:
             for i, call in enumerate(calls):
-                await one(i, call)
+                await self._call_one(call, i, allowed, resume, results, failures, None)
                 if failures:
                     break
         else:
             async with anyio.create_task_group() as group:
                 for i, call in enumerate(calls):
-                    group.start_soon(one, i, call)
+                    group.start_soon(self._call_one, call, i, allowed, resume, results, failures, group)
         if failures:  # a real error wins over an interceptor's request to end the run
             raise next((f for f in failures if not isinstance(f, _EndRun)), failures[0])
         if self.pending or self.children:
@@ -684,6 +684,32 @@ class _Execution:
             )
         self.messages.extend(r for r in results if r is not None)
         return False
+
+    async def _call_one(
+        self,
+        call: ToolCall,
+        i: int,
+        allowed: frozenset[str] | None,
+        resume: RunState | None,
+        results: list[Message | None],
+        failures: list[BaseException],
+        group: anyio.abc.TaskGroup | None,
+    ) -> None:
+        """Put the result of `call` in `results[i]`; on an exception, record it and cancel `group`.
+
+        A method rather than a closure in `_call_tools`: no function object and cells per turn.
+        """
+        if resume is not None and call.id in resume.completed:
+            results[i] = resume.completed[call.id]
+            return
+        try:
+            results[i] = await self._call_tool(
+                call, allowed, resume.children.get(cast(str, call.id)) if resume else None
+            )
+        except Exception as exc:
+            failures.append(exc)
+            if group is not None:
+                group.cancel_scope.cancel()
 
     def _output_call(self, call: ToolCall, calls: list[ToolCall]) -> bool:
         agent = self.agent
@@ -847,7 +873,7 @@ class _Execution:
                     raise _EndRun(await self._finish(recovery.value)) from None
                 content = _serialize(recovery.value if recovery.value is not None else f"Error: {exc}")
             elif self.agent.tool_errors == "raise":
-                raise
+                raise exc  # the tool's own exception; for a timeout, the TimeoutError naming the tool
             else:
                 content = f"Error: {exc}"
             self._event("tool_error", started, tool_name=name, call_id=call_id, detail=content, error=exc)
@@ -856,6 +882,10 @@ class _Execution:
             if token is not None:
                 _current.reset(token)
         self.retries.pop(name, None)
+        # Recorded before POST_ACT, so a tool that ran has its event even if POST_ACT stops or raises.
+        event = None
+        if tool.agent is None:
+            event = self._event("tool_call", started, tool_name=name, call_id=call_id, detail=content)
         if self.plan[Phase.POST_ACT]:
             ic = self._intercept_context(
                 Phase.POST_ACT, tool_name=name, tool_call_id=call_id, tool_args=args, tool_result=content
@@ -866,8 +896,8 @@ class _Execution:
                     raise _EndRun(await self._finish(stop.value))
                 if stop.value is not None:
                     content = _serialize(stop.value)
-        if tool.agent is None:
-            self._event("tool_call", started, tool_name=name, call_id=call_id, detail=content)
+                    if event is not None:
+                        event.detail = content
         return content
 
     async def _approval(self, tool: Tool[Any, Any], call_id: str, args: dict[str, Any], ctx: RunContext) -> bool | None:

@@ -234,7 +234,8 @@ class FunctionSchema:
     @property
     def context(self) -> ContextParam | None:
         """The injected context parameter, or `None` if the function takes none."""
-        self._ensure_resolved()
+        if not self._resolved:  # read on every tool call: skip the method call once resolved
+            self._ensure_resolved()
         return self._context
 
     @property
@@ -289,7 +290,7 @@ class InjectedCall:
         UserError: If the callable does not take exactly `arity` non-context parameters.
     """
 
-    __slots__ = ("_names", "context", "func", "is_async", "owner")
+    __slots__ = ("_names", "_positional", "context", "func", "is_async", "owner")
 
     def __init__(self, func: Callable[..., Any], *, owner: str, arity: int, localns: dict[str, Any] | None = None):
         schema = FunctionSchema(func, owner=owner, localns=localns)
@@ -303,15 +304,26 @@ class InjectedCall:
                 f"{owner} must take {arity} parameter(s) besides the run context, but takes "
                 f"{len(self._names)} ({', '.join(self._names) or 'none'}); fix its signature."
             )
+        # Interceptors run on every phase: a positional call (values, then the context) is
+        # much cheaper than building keyword arguments, when the signature allows it.
+        params = list(schema.signature.parameters.values())
+        order = [*self._names, *([self.context.name] if self.context else [])]
+        self._positional = [p.name for p in params] == order and all(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+        )
 
     async def __call__(self, ctx: RunContext | None, *args: Any) -> Any:
         """Call the function with `args` and the context; await it when it is async."""
-        kwargs = dict(zip(self._names, args, strict=True))
-        if self.context is not None:
-            if ctx is not None:
-                self.context.check(ctx, self.owner)
-            kwargs[self.context.name] = ctx
-        result = self.func(**kwargs)
+        context = self.context
+        if context is not None and ctx is not None:
+            context.check(ctx, self.owner)
+        if self._positional:
+            result = self.func(*args) if context is None else self.func(*args, ctx)
+        else:
+            kwargs = dict(zip(self._names, args, strict=True))
+            if context is not None:
+                kwargs[context.name] = ctx
+            result = self.func(**kwargs)
         if self.is_async:
             result = await result
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -273,7 +274,7 @@ class RunState:
         live = self.__dict__.get("_live_context")
         if live is not None:
             self.approvals = {**self.approvals, **live._export_approvals()}
-        return _RUN_STATE.dump_json(self).decode()
+        return _run_state_adapter().dump_json(self).decode()
 
     @classmethod
     def from_json(cls, data: str | bytes) -> RunState:
@@ -282,10 +283,13 @@ class RunState:
         Raises:
             pydantic.ValidationError: If `data` is not a valid state.
         """
-        return _RUN_STATE.validate_json(data)
+        return _run_state_adapter().validate_json(data)
 
 
-_RUN_STATE: TypeAdapter[RunState] = TypeAdapter(RunState)
+@functools.cache
+def _run_state_adapter() -> TypeAdapter[RunState]:
+    """The state's validator, built on first use rather than at import (`import cogent` stays fast)."""
+    return TypeAdapter(RunState)
 
 
 @dataclass(kw_only=True)

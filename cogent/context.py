@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
@@ -141,7 +142,13 @@ class _ApprovalRecord:
 
 
 _APPROVALS_ATTR = "_cogent_approvals"
-_APPROVAL_RECORDS: TypeAdapter[dict[str, _ApprovalRecord]] = TypeAdapter(dict[str, _ApprovalRecord])
+
+
+@functools.cache
+def _approval_records_adapter() -> TypeAdapter[dict[str, _ApprovalRecord]]:
+    """The records' validator, built on first use rather than at import (`import cogent` stays fast)."""
+    return TypeAdapter(dict[str, _ApprovalRecord])
+
 
 _current: ContextVar[RunContext] = ContextVar("cogent_current_context")
 
@@ -343,13 +350,13 @@ class RunContext(metaclass=_ContextMeta):
             target.append(item.call_id)
 
     def _export_approvals(self) -> dict[str, Any]:
-        exported: dict[str, Any] = _APPROVAL_RECORDS.dump_python(self._approval_records(), mode="json")
+        exported: dict[str, Any] = _approval_records_adapter().dump_python(self._approval_records(), mode="json")
         return exported
 
     def _import_approvals(self, data: dict[str, Any]) -> None:
         """Add exported decisions; decisions already recorded on this context win."""
         records = self._approval_records()
-        for name, record in _APPROVAL_RECORDS.validate_python(data).items():
+        for name, record in _approval_records_adapter().validate_python(data).items():
             records.setdefault(name, record)
 
 

@@ -7,6 +7,7 @@ A conversation is a list of `Message`s. It round-trips through JSON
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
@@ -117,7 +118,11 @@ Message: TypeAlias = Annotated[
 ]
 """One entry of a message history."""
 
-_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+@functools.cache
+def _messages_adapter() -> TypeAdapter[list[Message]]:
+    """The history's validator, built on first use rather than at import (`import cogent` stays fast)."""
+    return TypeAdapter(list[Message])
 
 
 def messages_to_json(messages: list[Message]) -> str:
@@ -129,7 +134,7 @@ def messages_to_json(messages: list[Message]) -> str:
     Returns:
         JSON text that `messages_from_json` turns back into an equal list.
     """
-    return _MESSAGES.dump_json(messages).decode()
+    return _messages_adapter().dump_json(messages).decode()
 
 
 def messages_from_json(data: str | bytes) -> list[Message]:
@@ -144,4 +149,4 @@ def messages_from_json(data: str | bytes) -> list[Message]:
     Raises:
         pydantic.ValidationError: If `data` is not a valid message history.
     """
-    return _MESSAGES.validate_json(data)
+    return _messages_adapter().validate_json(data)

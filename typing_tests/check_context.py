@@ -105,3 +105,13 @@ assert_type(InterceptResult.modify_args(x=1), InterceptResult)
 class Gate(Interceptor):
     def pre_act(self, context: InterceptContext) -> InterceptResult | None:
         return InterceptResult.skip("refused")
+
+
+class ContextAwareGate(Interceptor):
+    async def pre_act(self, call: InterceptContext, ctx: AppContext) -> InterceptResult | None:
+        return InterceptResult.stop("no") if ctx.user_id == "blocked" else None
+
+
+class EveryPhase(Interceptor):
+    async def intercept(self, phase: Phase, context: InterceptContext) -> InterceptResult:
+        return InterceptResult.continue_()

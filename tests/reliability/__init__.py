@@ -1,0 +1,1 @@
+"""Reliability and security tests: bad input, faults, load, secrecy and cancellation."""
