@@ -27,13 +27,17 @@ never hidden. Quick mode asserts nothing.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import json
 import os
 import platform
+import pstats
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -56,7 +60,6 @@ from cogent import (
     InterceptResult,
     Phase,
     RunContext,
-    RunResult,
     ScriptedModel,
     ToolCall,
     current_context,
@@ -70,6 +73,8 @@ from cogent.usage import Usage
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ARGUMENTS_JSON = '{"order_id": 42}'
 TASK = "Where is order 42?"
+PROVIDER_MODULES = ("openai", "httpx", "anthropic", "google.genai")
+SECTIONS = ("A", "B", "C", "D", "E", "F")
 
 # --- The workload ------------------------------------------------------------------
 
@@ -243,16 +248,26 @@ QUICK = Settings(
 )
 
 
-async def _per_op(batch: Callable[[int], Awaitable[object]], n: int, repeats: int) -> float:
-    """Return the median seconds per operation of `batch(n)` over `repeats`, after a warm-up."""
-    await batch(max(n // 10, 1))
-    samples = []
+Batch = Callable[[int], Awaitable[object]]
+"""Does `n` operations: `await batch(n)`."""
+
+
+async def _interleaved(batches: list[tuple[Batch, int]], repeats: int) -> list[float]:
+    """Return the median seconds per operation of each `(batch, n)`, after a warm-up of each.
+
+    The repeats alternate between the batches (floor, figure, floor, figure, ...), so a
+    figure and the floor it is compared with see the same machine conditions.
+    """
+    for batch, n in batches:
+        await batch(max(n // 10, 1))
+    samples: list[list[float]] = [[] for _ in batches]
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        await batch(n)
-        samples.append((time.perf_counter() - start) / n)
-    return statistics.median(samples)
+        for (batch, n), bucket in zip(batches, samples, strict=True):
+            gc.collect()
+            start = time.perf_counter()
+            await batch(n)
+            bucket.append((time.perf_counter() - start) / n)
+    return [statistics.median(bucket) for bucket in samples]
 
 
 @dataclass(kw_only=True)
@@ -299,7 +314,8 @@ class Suite:
 
     # --- A, E: tool calls ---
 
-    async def _tool_path(self, tool_name: str, n: int, interceptors: tuple[Interceptor, ...] = ()) -> float:
+    def _tool_path(self, tool_name: str, interceptors: tuple[Interceptor, ...] = ()) -> Batch:
+        """Calls of `tool_name` through `_Execution._call_tool()` on a prepared execution."""
         agent = _agent([lookup_order, lookup_order_inline, lookup_order_thread], interceptors)
         execution = _prepared_execution(agent, AppContext(user_id="user-1"))
         call = ToolCall(tool_name, ARGUMENTS_JSON, "call_1")
@@ -311,28 +327,40 @@ class Suite:
                 message = await execution._call_tool(call, None, None)
             assert isinstance(message, ToolReturn) and message.content == expected, message
 
-        return await _per_op(batch, n, self.s.repeats)
+        return batch
 
-    async def _floor(self, call: Callable[[AppContext], Awaitable[str]], n: int) -> float:
+    def _floor(self, call: Callable[[AppContext], Awaitable[str]]) -> Batch:
+        """Calls of a floor function (validation plus a direct call)."""
         ctx = AppContext(user_id="user-1")
 
         async def batch(k: int) -> None:
             for _ in range(k):
                 await call(ctx)
 
-        return await _per_op(batch, n, self.s.repeats)
+        return batch
 
     async def section_a(self) -> None:
-        n = self.s.tool_calls
-        note = "_Execution._call_tool(ToolCall(json args)) on a prepared execution, ToolReturn out"
-        for key, label, name, floor_call, count in (
-            ("A.async", "tool call, async def", "lookup_order", _floor_call_async, n),
-            ("A.sync_inline", "tool call, sync threaded=False", "lookup_order_inline", _floor_call_sync, n),
-            ("A.sync_thread", "tool call, sync in worker thread", "lookup_order_thread", _floor_call_thread,
-             self.s.thread_calls),
+        note = "_Execution._call_tool(ToolCall(JSON arguments)) on a prepared execution, ToolReturn out"
+        for key, label, name, floor_call, n in (
+            ("A.async", "tool call, async def", "lookup_order", _floor_call_async, self.s.tool_calls),
+            (
+                "A.sync_inline",
+                "tool call, sync threaded=False",
+                "lookup_order_inline",
+                _floor_call_sync,
+                self.s.tool_calls,
+            ),
+            (
+                "A.sync_thread",
+                "tool call, sync in worker thread",
+                "lookup_order_thread",
+                _floor_call_thread,
+                self.s.thread_calls,
+            ),
         ):
-            floor = await self._floor(floor_call, count)
-            value = await self._tool_path(name, count)
+            floor, value = await _interleaved(
+                [(self._floor(floor_call), n), (self._tool_path(name), n)], self.s.repeats
+            )
             figure = Figure(key=key, label=label, value=value * 1e6, unit="us", floor=floor * 1e6, note=note)
             if key == "A.async":
                 figure.target = "<= 2x floor"
@@ -346,20 +374,24 @@ class Suite:
             Phase.PRE_ACT, tool_name="lookup_order", tool_args={"order_id": 42}
         )
 
-        def body_batch() -> None:
-            for _ in range(n):
+        async def body_batch(k: int) -> None:
+            for _ in range(k):
                 noop.pre_act(ic)
 
-        body = _sync_median(body_batch, self.s.repeats) / n
-        floor = await self._floor(_floor_call_async, n)
-        base = await self._tool_path("lookup_order", n)
+        body, floor, base, one, five = await _interleaved(
+            [
+                (body_batch, n),
+                (self._floor(_floor_call_async), n),
+                (self._tool_path("lookup_order"), n),
+                (self._tool_path("lookup_order", (PreActNoop(),)), n),
+                (self._tool_path("lookup_order", tuple(PreActNoop() for _ in range(5))), n),
+            ],
+            self.s.repeats,
+        )
         self.add(
             Figure(key="E.0", label="A.async, 0 PRE_ACT interceptors", value=base * 1e6, unit="us", floor=floor * 1e6)
         )
-        costs = {}
-        for count in (1, 5):
-            value = await self._tool_path("lookup_order", n, tuple(PreActNoop() for _ in range(count)))
-            costs[count] = value
+        for count, value in ((1, one), (5, five)):
             self.add(
                 Figure(
                     key=f"E.{count}",
@@ -369,8 +401,8 @@ class Suite:
                     floor=base * 1e6,
                 )
             )
-        first = costs[1] - base - body
-        each = (costs[5] - costs[1]) / 4 - body
+        first = one - base - body
+        each = (five - one) / 4 - body
         self.add(
             Figure(
                 key="E.first",
@@ -396,13 +428,15 @@ class Suite:
 
     # --- B: sequential runs ---
 
-    async def _runs_per_second(self, agent: Agent[AppContext, str], n: int) -> float:
+    def _runs(self, agent: Agent[AppContext, str]) -> Batch:
+        """Sequential runs of `agent`, each with its own context."""
+
         async def batch(k: int) -> None:
             for i in range(k):
                 result = await agent.run(TASK, context=AppContext(user_id=f"user-{i}"))
             assert result.output == "done", result.output
 
-        return 1 / await _per_op(batch, n, self.s.repeats)
+        return batch
 
     async def section_b(self) -> None:
         n = self.s.runs
@@ -412,28 +446,33 @@ class Suite:
             for i in range(k):
                 await _hand_written_run(AppContext(user_id=f"user-{i}"), raw)
 
-        floor = 1 / await _per_op(floor_batch, n, self.s.repeats)
-        value = await self._runs_per_second(_agent([lookup_order]), n)
+        floor, value = await _interleaved([(floor_batch, n), (self._runs(_agent([lookup_order])), n)], self.s.repeats)
         self.add(
             Figure(
                 key="B.runs",
                 label="sequential two-turn runs (1 tool call)",
-                value=value,
+                value=1 / value,
                 unit="runs/s",
-                floor=floor,
+                floor=1 / floor,
                 target=">= 20,000 runs/s",
-                met=value >= 20_000,
+                met=1 / value >= 20_000,
                 note="agent.run() with ScriptedModel; floor: a hand-written two-turn loop",
             )
         )
 
     # --- C: concurrency ---
 
-    async def _concurrent(self, run_one: Callable[[int], Awaitable[bool]], n: int) -> tuple[float, int]:
+    async def _concurrent(self, run_one: Callable[[int], Awaitable[tuple[bool, object]]]) -> tuple[float, int]:
+        """Start `run_one(0..n-1)` at once in one task group; return the wall time and the failed checks.
+
+        Every run's result stays alive until all runs have ended, as an application's would.
+        """
+        n = self.s.concurrent
         ok = [False] * n
+        kept: list[object] = [None] * n
 
         async def one(i: int) -> None:
-            ok[i] = await run_one(i)
+            ok[i], kept[i] = await run_one(i)
 
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
@@ -441,60 +480,61 @@ class Suite:
                 tg.start_soon(one, i)
         return time.perf_counter() - start, ok.count(False)
 
-    async def _concurrent_median(self, run_one: Callable[[int], Awaitable[bool]]) -> tuple[float, int, float]:
-        """Return the median wall time, the mismatches of all repeats, and the peak memory growth (bytes)."""
-        n = self.s.concurrent
-        await self._concurrent(run_one, n // 10)
-        walls, bad = [], 0
-        for _ in range(self.s.repeats):
-            gc.collect()
-            wall, mismatches = await self._concurrent(run_one, n)
-            walls.append(wall)
-            bad += mismatches
+    async def _peak_growth(self, run_one: Callable[[int], Awaitable[tuple[bool, object]]]) -> tuple[float, int]:
+        """Return the tracemalloc peak growth (bytes) of one `_concurrent` round, and its failed checks."""
         gc.collect()
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            _, mismatches = await self._concurrent(run_one, n)
-            peak = tracemalloc.get_traced_memory()[1] - before
+            _, failed = await self._concurrent(run_one)
+            return tracemalloc.get_traced_memory()[1] - before, failed
         finally:
             tracemalloc.stop()
-        return statistics.median(walls), bad + mismatches, peak
 
     async def section_c(self) -> None:
         n = self.s.concurrent
         agent = _agent([lookup_order_yielding])
         raw = lookup_order_yielding.__wrapped__
-        held: list[object] = []  # results stay alive until all runs end, as in the agent measurement
 
-        async def floor_one(i: int) -> bool:
+        async def floor_one(i: int) -> tuple[bool, object]:
             ctx = AppContext(user_id=f"user-{i}")
-            token = cogent.context._current.set(ctx)
+            token = cogent.context._current.set(ctx)  # what current_context() reads
             try:
                 output = await _hand_written_run(ctx, raw)
             finally:
                 cogent.context._current.reset(token)
-            held.append(output)
-            return output == "done"
+            return output == "done", output
 
-        results: list[RunResult[AppContext, str]] = []
-
-        async def agent_one(i: int) -> bool:
+        async def agent_one(i: int) -> tuple[bool, object]:
             user = f"user-{i}"
             result = await agent.run(TASK, context=AppContext(user_id=user))
-            results.append(result)
             returns = [m for m in result.messages if isinstance(m, ToolReturn)]
-            return (
+            ok = (
                 result.context.user_id == user
                 and len(returns) == 1
                 and returns[0].content == f"order 42 for {user} seen {user}"
             )
+            return ok, result
 
-        floor_wall, floor_bad, floor_peak = await self._concurrent_median(floor_one)
-        held.clear()
-        wall, bad, peak = await self._concurrent_median(agent_one)
-        results.clear()
+        _, floor_bad = await self._concurrent(floor_one)  # warm-up rounds: their checks count too
+        _, bad = await self._concurrent(agent_one)
+        floor_walls: list[float] = []
+        walls: list[float] = []
+        for _ in range(self.s.repeats):
+            for run_one, bucket in ((floor_one, floor_walls), (agent_one, walls)):
+                gc.collect()
+                wall, failed = await self._concurrent(run_one)
+                bucket.append(wall)
+                if run_one is agent_one:
+                    bad += failed
+                else:
+                    floor_bad += failed
+        floor_peak, failed = await self._peak_growth(floor_one)
+        floor_bad += failed
+        peak, failed = await self._peak_growth(agent_one)
+        bad += failed
+        floor_wall, wall = statistics.median(floor_walls), statistics.median(walls)
         mib = 1024 * 1024
         self.add(
             Figure(
@@ -529,7 +569,8 @@ class Suite:
                 floor=floor_bad,
                 target="0",
                 met=bad == 0,
-                note="checks result.context, the tool's injected ctx and current_context() after a yield",
+                note=f"over {self.s.repeats + 2} rounds of {n} runs: checks result.context, the tool's injected "
+                "ctx and current_context() after a yield",
             )
         )
 
@@ -558,23 +599,29 @@ class Suite:
             result = await agent.run(TASK, context=AppContext(user_id="user-1"), max_depth=max(depths))
             assert result.output == "done"
 
-        async def per_run(agent: Agent[AppContext, str], k: int) -> float:
-            async def batch(m: int) -> None:
-                for _ in range(m):
+        def runs(agent: Agent[AppContext, str]) -> Batch:
+            async def batch(k: int) -> None:
+                for _ in range(k):
                     await run(agent)
 
-            return await _per_op(batch, k, self.s.repeats)
+            return batch
 
-        run_cost = 1 / await self._runs_per_second(_agent([lookup_order]), self.s.runs)
         leaf = chain(0)
-        leaf_cost, leaf_calls = await per_run(leaf, n * 4), await _python_calls(run, leaf)
+        chains = {depth: chain(depth) for depth in depths}
+        run_cost, leaf_cost, *totals = await _interleaved(
+            [
+                (self._runs(_agent([lookup_order])), n * 4),
+                (runs(leaf), n * 4),
+                *((runs(chains[depth]), max(n * 4 // depth, 3)) for depth in depths),
+            ],
+            self.s.repeats,
+        )
+        leaf_calls = await _python_calls(run, leaf)
         per_level: dict[int, float] = {}
         calls_per_level: dict[int, float] = {}
-        for depth in depths:
-            agent = chain(depth)
-            total = await per_run(agent, max(n * 4 // depth, 3))
+        for depth, total in zip(depths, totals, strict=True):
             per_level[depth] = (total - leaf_cost) / depth
-            calls_per_level[depth] = (await _python_calls(run, agent) - leaf_calls) / depth
+            calls_per_level[depth] = (await _python_calls(run, chains[depth]) - leaf_calls) / depth
             figure = Figure(
                 key=f"D.depth_{depth}",
                 label=f"delegation chain of depth {depth}, cost per level",
@@ -616,64 +663,88 @@ class Suite:
 
     # --- F: cold start ---
 
-    def _interpreter(self, code: str) -> float:
-        samples = []
+    def _interpreters(self, codes: list[str], cache: str) -> list[float]:
+        """Return the median CPU time (user + system, seconds) of `python -c code` for each code.
+
+        Each code runs in fresh processes, alternating between the codes. CPU time rather than
+        wall time: on a shared machine, waiting for a core is not import work; on an idle
+        machine the two agree (an import uses one core).
+        """
+        for code in codes:
+            _python(code, cache)  # warm-up: fills the bytecode cache
+        samples: list[list[float]] = [[] for _ in codes]
         for _ in range(self.s.import_repeats):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-            samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
+            for code, bucket in zip(codes, samples, strict=True):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                _python(code, cache)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                bucket.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        return [statistics.median(bucket) for bucket in samples]
 
     async def section_f(self) -> None:
-        empty = self._interpreter("pass")
-        dependencies = self._interpreter("import anyio, docstring_parser, typing_extensions; from pydantic import TypeAdapter")
-        value = self._interpreter("import cogent") - empty
-        probe = subprocess.run(
-            [sys.executable, "-c", "import cogent, sys; print(sorted(m for m in ('openai', 'httpx') if m in sys.modules))"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        dependencies_code = "import anyio, docstring_parser, typing_extensions; from pydantic import TypeAdapter"
+        providers_code = (
+            f"import cogent, json, sys; print(json.dumps([m for m in {PROVIDER_MODULES!r} if m in sys.modules]))"
+        )
+        with tempfile.TemporaryDirectory(prefix="cogent-bench-pycache-") as cache:
+            empty, dependencies, imported = self._interpreters(["pass", dependencies_code, "import cogent"], cache)
+            loaded = json.loads(_python(providers_code, cache))
+        value = imported - empty
         self.add(
             Figure(
                 key="F.import",
-                label="import cogent (fresh interpreter)",
+                label="import cogent (fresh interpreter, CPU time)",
                 value=value * 1e3,
                 unit="ms",
                 floor=(dependencies - empty) * 1e3,
-                target="<= 150 ms, no provider SDK",
-                met=value <= 0.150 and probe == "[]",
-                note=f"minus `python -c pass`; floor: importing the runtime dependencies; provider modules loaded: {probe}",
+                target="<= 150 ms",
+                met=value <= 0.150,
+                note="minus `python -c pass`, bytecode cached as after pip install; "
+                "floor: importing the runtime dependencies (anyio, pydantic, ...)",
+            )
+        )
+        self.add(
+            Figure(
+                key="F.providers",
+                label="provider SDK modules loaded by import cogent",
+                value=len(loaded),
+                unit="count",
+                target="0",
+                met=not loaded,
+                note=f"checked: {', '.join(PROVIDER_MODULES)}; loaded: {', '.join(loaded) or 'none'}",
             )
         )
         k = self.s.tools_decorated
+        functions = iter([_tool_function(i) for i in range(k * (self.s.repeats + 1))])
 
-        def floor_batch() -> None:
-            for i in range(k):
-                arguments = TypedDict(f"t{i}_arguments", {"order_id": int, "note": str})  # type: ignore[misc]
-                TypeAdapter(arguments).json_schema()
+        async def floor_batch(m: int) -> None:
+            for _ in range(m):
 
-        def cogent_batch() -> None:
-            for i in range(k):
-                func = _tool_function(i)
-                tool(func).definition  # noqa: B018 - building the definition is part of the cost
+                class Arguments(TypedDict):  # a new class each time, as each tool has its own
+                    order_id: int
+                    note: str
 
-        floor = _sync_median(floor_batch, self.s.repeats)
-        decorated = _sync_median(cogent_batch, self.s.repeats)
+                TypeAdapter(Arguments).json_schema()
+
+        async def cogent_batch(m: int) -> None:
+            for _ in range(m):
+                tool(next(functions)).definition  # noqa: B018 - building the definition is part of the cost
+
+        floor, decorated = await _interleaved([(floor_batch, k), (cogent_batch, k)], self.s.repeats)
         self.add(
             Figure(
                 key="F.decorate",
                 label=f"decorate {k} tools (with their definitions)",
-                value=decorated * 1e3,
+                value=decorated * k * 1e3,
                 unit="ms",
-                floor=floor * 1e3,
-                note="floor: one pydantic TypeAdapter + JSON schema per tool",
+                floor=floor * k * 1e3,
+                note="distinct functions; floor: one pydantic TypedDict TypeAdapter + JSON schema per tool",
             )
         )
 
     async def run(self, sections: str) -> None:
-        """Run the named sections (letters of `SECTIONS`) in the suite's order."""
-        for letter in ("A", "E", "B", "C", "D", "F"):
+        """Run the named sections (letters of `SECTIONS`), in alphabetical order."""
+        for letter in SECTIONS:
             if letter in sections:
                 await getattr(self, f"section_{letter.lower()}")()
 
@@ -709,15 +780,18 @@ def _tool_function(i: int) -> Callable[..., Any]:
     return func
 
 
-def _sync_median(batch: Callable[[], None], repeats: int) -> float:
-    batch()
-    samples = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        batch()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def _python(code: str, cache: str) -> str:
+    """Run `python -c code` in a fresh interpreter that imports this same `cogent`; return its output.
+
+    Bytecode is cached in `cache` (as `pip install` precompiles it), even when the caller's
+    environment sets PYTHONDONTWRITEBYTECODE, so imports are not measured with compilation.
+    """
+    root = str(Path(cogent.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONPYCACHEPREFIX": cache}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return done.stdout
 
 
 # --- Reporting ----------------------------------------------------------------------
@@ -743,7 +817,9 @@ def table(figures: list[Figure]) -> str:
     for f in figures:
         status = "" if f.met is None else ("met" if f.met else "MISSED")
         ratio = "" if f.ratio is None else f"{f.ratio:.2f}x"
-        rows.append((f"{f.key} {f.label}", _format(f.value, f.unit), _format(f.floor, f.unit), ratio, f.target or "", status))
+        rows.append(
+            (f"{f.key} {f.label}", _format(f.value, f.unit), _format(f.floor, f.unit), ratio, f.target or "", status)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -767,7 +843,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "pydantic": pydantic.VERSION,
-        "anyio": anyio.__version__ if hasattr(anyio, "__version__") else _version("anyio"),
+        "anyio": _version("anyio"),
         "cogent": _version("cogent-context"),
     }
 
@@ -781,9 +857,6 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-SECTIONS = ("A", "B", "C", "D", "E", "F")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; print the table; write the JSON. Returns the process exit code (0)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
@@ -791,11 +864,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio", help="the anyio backend")
     parser.add_argument("--output", type=Path, help="the JSON file to write (default: benchmarks/results/)")
     parser.add_argument("--only", default="".join(SECTIONS), help="the sections to run, e.g. AE (default: all)")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the run (top 30, own time)")
     args = parser.parse_args(argv)
+    sections = args.only.upper()
+    if not sections or set(sections) - set(SECTIONS):
+        parser.error(f"--only takes letters among {''.join(SECTIONS)}, e.g. --only AE; got {args.only!r}.")
     settings = QUICK if args.quick else FULL
     suite = Suite(settings)
+    profiler = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
-    anyio.run(suite.run, args.only.upper(), backend=args.backend)
+    if profiler is not None:
+        profiler.enable()
+    anyio.run(suite.run, sections, backend=args.backend)
+    if profiler is not None:
+        profiler.disable()
     elapsed = time.perf_counter() - started
     mode = "quick" if args.quick else "full"
     report = {
@@ -805,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(elapsed, 2),
         "machine": machine(),
         "settings": asdict(settings),
-        "sections": args.only.upper(),
+        "sections": sections,
         "figures": [asdict(f) for f in suite.figures],
     }
     output = args.output or RESULTS_DIR / f"{mode}-{args.backend}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
@@ -813,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(table(suite.figures))
     print(f"\n{mode} mode, {args.backend}, {elapsed:.1f} s; {machine()['cpu']}; written to {output}")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     return 0
 
 

@@ -584,16 +584,31 @@ class _Execution:
         return self._text_output(response)
 
     def _unique_call_ids(self, response: ModelResponse) -> ModelResponse:
-        """Give each call an id no other call of this execution has: approvals and results are keyed by id."""
+        """Give each call an id no other call of this execution has and no decision is recorded for.
+
+        Approvals and results are keyed by call id: a reused id (twice in one response, from an
+        earlier turn, or approved in an earlier run on the same context) could ride on another
+        call's approval.
+        """
         ids = [c.id for c in response.tool_calls]
         if not ids:
             return response
         seen = {c.id for m in self.messages if isinstance(m, ModelResponse) for c in m.tool_calls}
-        if None not in ids and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
+        records = self.ctx._approval_records()
+
+        def taken(call: ToolCall) -> bool:
+            record = records.get(call.name)
+            decided = record is not None and any(
+                isinstance(decided_ids, list) and call.id in decided_ids
+                for decided_ids in (record.approved, record.rejected)
+            )
+            return call.id is None or call.id in seen or decided
+
+        if len(set(ids)) == len(ids) and not any(taken(c) for c in response.tool_calls):
             return response
         calls = []
         for c in response.tool_calls:
-            if c.id is None or c.id in seen:  # missing, or reused (a duplicate could ride on another's approval)
+            if taken(c):
                 c = ToolCall(c.name, c.arguments, generate_id("call_"))
             seen.add(c.id)
             calls.append(c)
@@ -851,8 +866,10 @@ class _Execution:
                 if result is None:
                     return None
             elif tool.timeout is not None:
-                with anyio.fail_after(tool.timeout):
+                with anyio.move_on_after(tool.timeout) as timer:
                     result = await tool.invoke(args, ctx)
+                if timer.cancelled_caught:  # only our timer: a TimeoutError the tool raises keeps its message
+                    raise TimeoutError(f"Tool {name!r} timed out after {tool.timeout} seconds")
             else:
                 result = await tool.invoke(args, ctx)
             content = _serialize(result)
@@ -865,8 +882,6 @@ class _Execution:
         except (AgentRunError, UserError, _Interrupted, _EndRun):
             raise
         except Exception as exc:
-            if isinstance(exc, TimeoutError) and tool.timeout is not None:
-                exc = TimeoutError(f"Tool {name!r} timed out after {tool.timeout} seconds")
             recovery = await self._on_error(exc, tool_name=name, tool_call_id=call_id, tool_args=args)
             if recovery is not None:
                 if recovery.action == "stop":

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, Union, get_args, get_origin
 
-import docstring_parser
 from pydantic import ConfigDict, Field, TypeAdapter
 from pydantic_core import to_jsonable_python
 from typing_extensions import TypedDict
@@ -194,6 +193,8 @@ class FunctionSchema:
         return ""
 
     def _build_validator(self, hints: dict[str, Any]) -> None:
+        import docstring_parser  # here, not at module level: `import cogent` stays fast
+
         doc = docstring_parser.parse(inspect.getdoc(self.func) or "")
         # Docstrings wrap lines; the model should read each description as one paragraph.
         described = {p.arg_name: " ".join(p.description.split()) for p in doc.params if p.description}

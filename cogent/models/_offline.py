@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import random
@@ -89,7 +90,10 @@ class ScriptedModel(Model):
                 f"ScriptedModel {self.name!r} has {len(self.steps)} steps but was asked for step {step + 1} "
                 f"by agent {params.agent_name!r}; add steps to the script."
             )
-        return self.steps[step]
+        reply = self.steps[step]  # a fresh response per request: concurrent runs never share one
+        return ModelResponse(
+            text=reply.text, tool_calls=list(reply.tool_calls), usage=copy.copy(reply.usage), model_name=reply.model_name
+        )
 
 
 class TestModel(Model):

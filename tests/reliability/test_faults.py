@@ -119,6 +119,19 @@ async def test_a_hanging_tool_is_cancelled_by_its_timeout() -> None:
     assert after_await == []
 
 
+async def test_a_tools_own_timeout_error_is_not_reported_as_its_timeout() -> None:
+    """A TimeoutError the tool raises itself (an upstream timeout) reaches the model with its own message, not
+    as "timed out after N seconds" of the tool's `timeout=`."""
+
+    @tool(timeout=30)
+    async def upstream() -> str:
+        raise TimeoutError("the upstream API did not answer")
+
+    agent = Agent(name="a", model=calls_then(ToolCall("upstream", {}, CALL)), tools=[upstream])
+    result = await agent.run("Go.")
+    assert answers(result, CALL)[0].content == "Error: the upstream API did not answer"
+
+
 async def test_a_hanging_tool_is_cancelled_by_the_context_deadline() -> None:
     """A TimedContext deadline: the hanging tool is cancelled, run() raises DeadlineExceeded promptly, and the
     tool's code after its await never runs."""
@@ -368,7 +381,7 @@ FAULTS = [
     "cancelled",
     *(f"interceptor_{p.value}" for p in PHASES_BUT_ON_ERROR),
 ]
-TOOL_TIMEOUT = 1.0  # seconds; long enough that a healthy call never hits it on a busy event loop
+TOOL_TIMEOUT = 0.2  # seconds, of the `stall` tool, which only runs (and always hangs) in tool_hangs runs
 DEADLINE = 0.3  # seconds after the run's context is made, for the *_past_deadline faults
 
 
@@ -405,12 +418,24 @@ class ChaosLog:
 
 
 def chaos_agents(log: ChaosLog, tool_errors: str) -> Agent[Any, Any]:
-    """A boss with two tools and a worker subagent; each piece fails when its run's fault points at it."""
+    """A boss with two tools and a worker subagent; each piece fails when its run's fault points at it.
+
+    No healthy call runs under a timeout or a deadline, so a busy machine cannot turn a healthy
+    run into a timed-out one: the timed `stall` tool is called only by runs whose fault is
+    `tool_hangs`, and only the *_past_deadline runs have a deadline.
+    """
 
     def hit(ctx: Chaos, fault: str) -> bool:
         return ctx.fault == fault and ctx.agent is not None and ctx.agent.name == ctx.where
 
     @tool(timeout=TOOL_TIMEOUT)
+    async def stall(ctx: Chaos) -> str:
+        log.tool_starts[ctx.run_no, ctx.agent.name if ctx.agent else "", "stall"] += 1
+        await anyio.sleep(3600)
+        log.after_await.append(ctx.run_no)
+        return "never"
+
+    @tool
     async def fetch(ctx: Chaos) -> Any:
         log.tool_starts[ctx.run_no, ctx.agent.name if ctx.agent else "", "fetch"] += 1
         await anyio.lowlevel.checkpoint()
@@ -420,7 +445,7 @@ def chaos_agents(log: ChaosLog, tool_errors: str) -> Agent[Any, Any]:
             return Opaque()
         if hit(ctx, "cancelled"):
             log.scopes[ctx.run_no].cancel()
-        if hit(ctx, "tool_hangs") or hit(ctx, "tool_hangs_past_deadline") or hit(ctx, "cancelled"):
+        if hit(ctx, "tool_hangs_past_deadline") or hit(ctx, "cancelled"):
             await anyio.sleep(3600)
             log.after_await.append(ctx.run_no)
         return f"fetched for run {ctx.run_no}"
@@ -448,14 +473,14 @@ def chaos_agents(log: ChaosLog, tool_errors: str) -> Agent[Any, Any]:
             log.responses[ctx.run_no, name] += 1
             if any(isinstance(m, ModelResponse) for m in messages):
                 return f"{name} done"
-            return first
+            return [*first, ToolCall("stall", {}, f"{name}-stall")] if hit(ctx, "tool_hangs") else first
 
         return FunctionModel(respond)
 
     worker = Agent(
         name="worker",
         model=script("worker", [ToolCall("fetch", {}, "w-fetch"), ToolCall("compute", {}, "w-compute")]),
-        tools=[fetch, compute],
+        tools=[fetch, compute, stall],
         description="Does the work.",
         tool_errors=tool_errors,  # type: ignore[arg-type]
     )
@@ -469,7 +494,7 @@ def chaos_agents(log: ChaosLog, tool_errors: str) -> Agent[Any, Any]:
                 ToolCall("worker", {"task": "work"}, "b-worker"),
             ],
         ),
-        tools=[fetch, compute],
+        tools=[fetch, compute, stall],
         subagents=[worker],
         tool_errors=tool_errors,  # type: ignore[arg-type]
     )
