@@ -119,8 +119,6 @@ def _plan(interceptors: Sequence[Interceptor]) -> dict[Phase, tuple[Handler, ...
     return plan
 
 
-
-
 def _lineage(ctx: RunContext) -> tuple[str | None, str | None]:
     return getattr(ctx, "task_id", None), getattr(ctx, "parent_task_id", None)
 

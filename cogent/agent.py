@@ -121,7 +121,7 @@ def format_trace(events: Sequence[TraceEvent], *, indent: str = "  ", width: int
             line = f"{indent * level}{' '.join(parts)} ({e.duration * 1000:.2f} ms)"
             if e.detail:
                 detail = " ".join(e.detail.split())
-                line += f" -> {detail[:width - 3] + '...' if len(detail) > width else detail}"
+                line += f" -> {detail[: width - 3] + '...' if len(detail) > width else detail}"
             lines.append(line)
             walk(e.children, level + 1)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 from ..exceptions import UnexpectedModelBehavior
@@ -90,10 +90,8 @@ class ScriptedModel(Model):
                 f"ScriptedModel {self.name!r} has {len(self.steps)} steps but was asked for step {step + 1} "
                 f"by agent {params.agent_name!r}; add steps to the script."
             )
-        reply = self.steps[step]  # a fresh response per request: concurrent runs never share one
-        return ModelResponse(
-            text=reply.text, tool_calls=list(reply.tool_calls), usage=copy.copy(reply.usage), model_name=reply.model_name
-        )
+        reply = self.steps[step]  # a fresh response (and call list) per request: runs never share one
+        return replace(reply, tool_calls=list(reply.tool_calls))
 
 
 class TestModel(Model):
