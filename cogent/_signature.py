@@ -56,9 +56,9 @@ class ContextParam:
         """Raise `ContextTypeError` when `ctx` is not an instance of the annotated class."""
         if not isinstance(ctx, self.cls):
             raise ContextTypeError(
-                f"{owner} needs a {self.cls.__qualname__} for its parameter {self.name!r}, but the run's "
-                f"context is a {type(ctx).__qualname__}; pass a {self.cls.__qualname__} instance as "
-                "context= (or a subclass of it)."
+                f"{owner} needs an instance of {self.cls.__qualname__} for its parameter {self.name!r}, but "
+                f"the run's context is an instance of {type(ctx).__qualname__}; pass an instance of "
+                f"{self.cls.__qualname__} (or of a subclass) as context=."
             )
 
 

@@ -23,6 +23,7 @@ from .tools import Tool, ToolDefinition, ensure_tool
 from .usage import Usage, UsageLimits
 
 __all__ = [
+    "APPROVED",
     "Agent",
     "DelegationEndEvent",
     "DelegationStartEvent",
@@ -487,7 +488,7 @@ class Agent(Generic[ContextT, OutputT]):
             return  # no promise about the context class: tools check it when they run
         if context is not None and not issubclass(self.context_type, context.cls):
             raise ContextTypeError(
-                f"Tool {t.name!r} needs a {context.cls.__qualname__} but agent {self.name!r} runs with "
+                f"Tool {t.name!r} needs an instance of {context.cls.__qualname__} but agent {self.name!r} runs with "
                 f"context_type={self.context_type.__qualname__}; pass context_type={context.cls.__qualname__} "
                 "(or a subclass) to the Agent, or annotate the tool with a base class."
             )
