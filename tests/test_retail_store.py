@@ -23,12 +23,8 @@ from examples.retail.store import (
 )
 
 INITIAL_SHA256 = "3ca5bd70e621602e23d909c87f26224a1a486e75955d8a6da53721ec224b23dc"
-EXPECTED: dict[str, Any] = json.loads(
-    (DATA_DIR / "expected_outcomes.json").read_text(encoding="utf-8")
-)
-OPERATIONS: dict[str, Callable[..., str]] = {
-    operation.__name__: operation for operation in ALL_OPERATIONS
-}
+EXPECTED: dict[str, Any] = json.loads((DATA_DIR / "expected_outcomes.json").read_text(encoding="utf-8"))
+OPERATIONS: dict[str, Callable[..., str]] = {operation.__name__: operation for operation in ALL_OPERATIONS}
 
 
 @dataclass
@@ -82,16 +78,10 @@ def test_initial_hash() -> None:
 def test_failing_write_leaves_db_unchanged() -> None:
     """A write failing on its second item pair does not apply the first pair."""
     ctx = Context(RetailDB.fresh())
-    order = next(
-        o for o in ctx.db.orders if o["status"] == "pending" and len(o["items"]) > 1
-    )
+    order = next(o for o in ctx.db.orders if o["status"] == "pending" and len(o["items"]) > 1)
     first_item, second_item = order["items"][:2]
     variants = ctx.db.products.get(first_item["product_id"])["variants"].values()
-    replacement = next(
-        v["item_id"]
-        for v in variants
-        if v["available"] and v["item_id"] != first_item["item_id"]
-    )
+    replacement = next(v["item_id"] for v in variants if v["available"] and v["item_id"] != first_item["item_id"])
 
     output = run(
         modify_pending_order_items,
@@ -110,9 +100,7 @@ def test_failing_write_leaves_db_unchanged() -> None:
 def test_fresh_copies_are_isolated() -> None:
     """Two fresh copies never see each other's writes."""
     first, second = Context(RetailDB.fresh()), Context(RetailDB.fresh())
-    pending = next(
-        order["order_id"] for order in first.db.orders if order["status"] == "pending"
-    )
+    pending = next(order["order_id"] for order in first.db.orders if order["status"] == "pending")
 
     cancelled = json.loads(cancel_pending_order(first, pending, "no longer needed"))
 

@@ -414,7 +414,7 @@ async def test_context_type_error_before_the_body_runs() -> None:
         return "ran"
 
     agent = Agent(name="a", model=call_then_echo(ToolCall("needs_app", {})), tools=[needs_app])
-    with pytest.raises(ContextTypeError, match=r"needs an instance of AppContext.*context is an instance of OtherContext"):
+    with pytest.raises(ContextTypeError, match=r"needs an instance of AppContext.*is an instance of OtherContext"):
         await agent.run("go", context=OtherContext())
     with pytest.raises(ContextTypeError):
         await agent.run("go")  # the default RunContext() is not an AppContext either

@@ -247,9 +247,7 @@ def _load_base(path: Path) -> _Base:
     Returns:
         The shared base database.
     """
-    tables: dict[str, dict[str, Any]] = json.loads(
-        path.read_text(encoding="utf-8"), parse_int=float
-    )
+    tables: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"), parse_int=float)
     for order in tables["orders"].values():
         for field in _OPTIONAL_ORDER_FIELDS:
             order.setdefault(field, None)
@@ -362,9 +360,7 @@ class RetailDB:
             base: The shared base database.
         """
         self._base = base
-        self.products: Table[Product] = Table(
-            base.tables["products"], "Product not found"
-        )
+        self.products: Table[Product] = Table(base.tables["products"], "Product not found")
         self.users: Table[User] = Table(base.tables["users"], "User not found")
         self.orders: Table[Order] = Table(base.tables["orders"], "Order not found")
 
@@ -449,9 +445,7 @@ def _dump(record: Mapping[str, Any]) -> str:
     return json.dumps(record)
 
 
-def _address(
-    address1: str, address2: str, city: str, state: str, country: str, zip: str
-) -> Address:
+def _address(address1: str, address2: str, city: str, state: str, country: str, zip: str) -> Address:
     """Builds an address with its fields in schema order."""
     return {
         "address1": address1,
@@ -463,9 +457,7 @@ def _address(
     }
 
 
-def _payment_method(
-    db: RetailDB, order: Order, payment_method_id: str
-) -> PaymentMethod:
+def _payment_method(db: RetailDB, order: Order, payment_method_id: str) -> PaymentMethod:
     """Looks up a payment method among those of the order's user.
 
     Raises:
@@ -477,9 +469,7 @@ def _payment_method(
     return methods[payment_method_id]
 
 
-def _credit_gift_card(
-    db: RetailDB, order: Order, payment_method_id: str, amount: float
-) -> None:
+def _credit_gift_card(db: RetailDB, order: Order, payment_method_id: str, amount: float) -> None:
     """Adds an amount (negative to debit) to a gift card of the order's user.
 
     Does nothing if the method is not a gift card. The balance is rounded to cents.
@@ -541,9 +531,7 @@ def _new_variants(
     difference = 0.0
     for item_id, new_item_id in zip(item_ids, new_item_ids, strict=True):
         if not allow_same_item and item_id == new_item_id:
-            raise RetailError(
-                "The new item id should be different from the old item id"
-            )
+            raise RetailError("The new item id should be different from the old item id")
         item = _first_item(order, item_id)
         product_variants = db.products.get(item["product_id"])["variants"]
         if new_item_id not in product_variants:
@@ -558,9 +546,7 @@ def _new_variants(
     return variants, difference
 
 
-def _check_gift_card_balance(
-    method: PaymentMethod, amount: float, message: str
-) -> None:
+def _check_gift_card_balance(method: PaymentMethod, amount: float, message: str) -> None:
     """Checks that a gift card can pay an amount; other methods always can.
 
     Raises:
@@ -587,9 +573,7 @@ def find_user_id_by_email(ctx: HasRetailDB, email: str) -> str:
     raise RetailError("User not found")
 
 
-def find_user_id_by_name_zip(
-    ctx: HasRetailDB, first_name: str, last_name: str, zip: str
-) -> str:
+def find_user_id_by_name_zip(ctx: HasRetailDB, first_name: str, last_name: str, zip: str) -> str:
     """Find a user id by first name, last name and zip code. Fails if no user matches.
     Look the user up by email first, and use this only if the user cannot be found by
     email or does not remember it.
@@ -672,9 +656,7 @@ def _evaluate(node: ast.expr) -> float:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPERATORS:
         return cast(
             float,
-            _BINARY_OPERATORS[type(node.op)](
-                _evaluate(node.left), _evaluate(node.right)
-            ),
+            _BINARY_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)),
         )
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY_OPERATORS:
         return cast(float, _UNARY_OPERATORS[type(node.op)](_evaluate(node.operand)))
@@ -785,9 +767,7 @@ def modify_pending_order_address(
     return _dump(order)
 
 
-def modify_pending_order_payment(
-    ctx: HasRetailDB, order_id: str, payment_method_id: str
-) -> str:
+def modify_pending_order_payment(ctx: HasRetailDB, order_id: str, payment_method_id: str) -> str:
     """Pay a pending order with another payment method of the user; returns the order.
     The order must have a single payment, and a gift card must have enough balance for
     the whole amount. The original method is refunded: immediately for a gift card,
@@ -811,13 +791,9 @@ def modify_pending_order_payment(
         raise RetailError("There should be exactly one payment for a pending order")
     old_method_id = history[0]["payment_method_id"]
     if old_method_id == payment_method_id:
-        raise RetailError(
-            "The new payment method should be different from the current one"
-        )
+        raise RetailError("The new payment method should be different from the current one")
     amount = history[0]["amount"]
-    _check_gift_card_balance(
-        method, amount, "Insufficient gift card balance to pay for the order"
-    )
+    _check_gift_card_balance(method, amount, "Insufficient gift card balance to pay for the order")
     _payment_method(db, order, old_method_id)
 
     order = db.orders.edit(order_id)
@@ -872,13 +848,9 @@ def modify_pending_order_items(
     _check_item_counts(order, item_ids, "{} not found")
     if len(item_ids) != len(new_item_ids):
         raise RetailError("The number of items to be exchanged should match")
-    variants, difference = _new_variants(
-        db, order, item_ids, new_item_ids, allow_same_item=False
-    )
+    variants, difference = _new_variants(db, order, item_ids, new_item_ids, allow_same_item=False)
     method = _payment_method(db, order, payment_method_id)
-    _check_gift_card_balance(
-        method, difference, "Insufficient gift card balance to pay for the new item"
-    )
+    _check_gift_card_balance(method, difference, "Insufficient gift card balance to pay for the new item")
 
     order = db.orders.edit(order_id)
     order["payment_history"].append(
@@ -954,10 +926,7 @@ def return_delivered_order_items(
     if order["status"] != "delivered":
         raise RetailError("Non-delivered order cannot be returned")
     method = _payment_method(db, order, payment_method_id)
-    if (
-        method["source"] != "gift_card"
-        and payment_method_id != order["payment_history"][0]["payment_method_id"]
-    ):
+    if method["source"] != "gift_card" and payment_method_id != order["payment_history"][0]["payment_method_id"]:
         raise RetailError("Payment method should be the original payment method")
     _check_item_counts(order, item_ids, "Some item not found")
 
@@ -1002,9 +971,7 @@ def exchange_delivered_order_items(
     _check_item_counts(order, item_ids, "Number of {} not found.")
     if len(item_ids) != len(new_item_ids):
         raise RetailError("The number of items to be exchanged should match.")
-    _, difference = _new_variants(
-        db, order, item_ids, new_item_ids, allow_same_item=True
-    )
+    _, difference = _new_variants(db, order, item_ids, new_item_ids, allow_same_item=True)
     difference = round(difference, 2)
     method = _payment_method(db, order, payment_method_id)
     _check_gift_card_balance(
