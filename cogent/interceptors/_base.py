@@ -261,6 +261,26 @@ class Interceptor:
         return handlers
 
 
+def context_allows(ctx: RunContext, value: str, *, method: str, attribute: str, owner: str, what: str) -> bool:
+    """Ask the context whether `value` is allowed: `ctx.<method>(value)` if it has that method,
+    else `value in ctx.<attribute>` (the rule shared by `PermissionGate` and `ToolGate`).
+
+    Raises:
+        UserError: If the context has neither the method nor a collection in the attribute.
+    """
+    check: Any = getattr(ctx, method, None)
+    if callable(check):
+        return bool(check(value))
+    granted: Any = getattr(ctx, attribute, None)
+    if granted is None or isinstance(granted, str) or not hasattr(granted, "__contains__"):
+        raise UserError(
+            f"{owner} cannot read {what} from {type(ctx).__qualname__}: it has no {method}() method and its "
+            f"{attribute!r} attribute is not a collection of names; add one of them to the context class or pass "
+            f"{owner}(attribute=...)."
+        )
+    return value in granted
+
+
 class _PhaseBound:
     """Adapts `intercept(phase, context)` to the one-argument handler shape."""
 

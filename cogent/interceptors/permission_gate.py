@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ..context import RunContext
 from ..exceptions import UserError
-from ._base import InterceptContext, Interceptor, InterceptResult
+from ._base import InterceptContext, Interceptor, InterceptResult, context_allows
 
 __all__ = ["PermissionGate"]
 
@@ -81,14 +80,11 @@ class PermissionGate(Interceptor):
         )
 
     def _grants(self, ctx: RunContext, permission: str) -> bool:
-        check: Any = getattr(ctx, "has_permission", None)
-        if callable(check):
-            return bool(check(permission))
-        granted: Any = getattr(ctx, self.attribute, None)
-        if granted is None or isinstance(granted, str) or not hasattr(granted, "__contains__"):
-            raise UserError(
-                f"PermissionGate cannot read permissions from {type(ctx).__qualname__}: it has no has_permission() "
-                f"method and its {self.attribute!r} attribute is not a collection of permission names; add one of "
-                "them to the context class or pass PermissionGate(attribute=...)."
-            )
-        return permission in granted
+        return context_allows(
+            ctx,
+            permission,
+            method="has_permission",
+            attribute=self.attribute,
+            owner="PermissionGate",
+            what="permissions",
+        )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..context import RunContext
-from ..exceptions import UserError
-from ._base import InterceptContext, Interceptor, InterceptResult
+from ._base import InterceptContext, Interceptor, InterceptResult, context_allows
 
 __all__ = ["ToolGate"]
 
@@ -72,14 +69,6 @@ class ToolGate(Interceptor):
         )
 
     def _allows(self, ctx: RunContext, name: str) -> bool:
-        check: Any = getattr(ctx, "can_use_tool", None)
-        if callable(check):
-            return bool(check(name))
-        allowed: Any = getattr(ctx, self.attribute, None)
-        if allowed is None or isinstance(allowed, str) or not hasattr(allowed, "__contains__"):
-            raise UserError(
-                f"ToolGate cannot read the allowed tools from {type(ctx).__qualname__}: it has no can_use_tool() "
-                f"method and its {self.attribute!r} attribute is not a collection of tool names; add one of them "
-                "to the context class or pass ToolGate(attribute=...)."
-            )
-        return name in allowed
+        return context_allows(
+            ctx, name, method="can_use_tool", attribute=self.attribute, owner="ToolGate", what="the allowed tools"
+        )
