@@ -10,9 +10,10 @@ from typing import Any
 import pydantic
 import pydantic.dataclasses
 import pytest
+from helpers import echo_model
 
 from cogent import Agent, DelegationContext, FunctionModel, RunContext, ToolCall, current_context, tool
-from cogent.messages import Message, ModelResponse, ToolReturn
+from cogent.messages import Message, ModelResponse
 from cogent.models import ModelRequestParameters
 
 pytestmark = pytest.mark.anyio
@@ -69,23 +70,6 @@ def make(cls: type[RunContext]) -> RunContext:
 
 
 FORMS = [AppContext, FrozenContext, SlotsContext, FrozenSlotsContext, PydanticContext]
-
-
-def echo_model(*calls: ToolCall) -> FunctionModel:
-    """Make `calls` on the first turn, then answer with the tool results joined by '|'."""
-
-    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
-        if not any(isinstance(m, ModelResponse) for m in messages):
-            return list(calls)
-        last: list[str] = []
-        for m in reversed(messages):
-            if isinstance(m, ModelResponse):
-                break
-            if isinstance(m, ToolReturn):
-                last.insert(0, m.content)
-        return "|".join(last)
-
-    return FunctionModel(respond)
 
 
 # --- construction -------------------------------------------------------------------

@@ -12,7 +12,6 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +33,6 @@ from cogent.models.openai import OpenAIModel, OpenAISettings
 pytestmark = pytest.mark.anyio
 
 CANARY = "canary-5e1f0c"
-
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    """A running local Chat Completions server."""
-    with ChatServer() as s:
-        yield s
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from helpers import last_returns_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,7 @@ from cogent import (
     interceptor,
     tool,
 )
-from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, messages_to_json
+from cogent.messages import Message, ModelResponse, RetryPrompt, messages_to_json
 from cogent.models import ModelRequestParameters
 
 pytestmark = pytest.mark.anyio
@@ -68,13 +69,7 @@ def _respond(messages: list[Message], info: ModelRequestParameters) -> Any:
     """Call every offered tool once, then answer with the results joined by '|'."""
     if not any(isinstance(m, ModelResponse) for m in messages):
         return [ToolCall(t.name, {}) for t in info.tools]
-    results: list[str] = []
-    for m in reversed(messages):
-        if isinstance(m, ModelResponse):
-            break
-        if isinstance(m, ToolReturn):
-            results.insert(0, m.content)
-    return "|".join(results)
+    return last_returns_text(messages)
 
 
 ISOLATION_AGENT = Agent(name="iso", model=FunctionModel(_respond), tools=[whoami_async, whoami_sync])

@@ -11,6 +11,7 @@ import anyio
 import anyio.lowlevel
 import pydantic
 import pytest
+from helpers import last_results
 
 from cogent import (
     Agent,
@@ -35,17 +36,6 @@ class AppContext(RunContext):
     """A context with one required field."""
 
     user_id: str
-
-
-def last_results(messages: list[Message]) -> list[ToolReturn | RetryPrompt]:
-    """Return the tool returns and retry prompts after the last model response."""
-    found: list[ToolReturn | RetryPrompt] = []
-    for m in reversed(messages):
-        if isinstance(m, ModelResponse):
-            break
-        if isinstance(m, ToolReturn | RetryPrompt):
-            found.insert(0, m)
-    return found
 
 
 def echo_model(*calls: ToolCall) -> FunctionModel:

@@ -21,11 +21,12 @@ from typing import Any
 from unittest.mock import Mock
 
 import pytest
+from helpers import last_returns_text
 
 from cogent import Agent, DeadlineExceeded, FunctionModel, RunContext, TestModel, ToolCall, interceptor, tool
 from cogent.core import generate_id, now_utc
 from cogent.interceptors import InterceptContext, Interceptor, InterceptResult, Phase
-from cogent.messages import Message, ModelResponse, ToolReturn, UserPrompt, messages_to_json
+from cogent.messages import Message, ModelResponse, UserPrompt, messages_to_json
 from cogent.models import ModelRequestParameters
 
 try:
@@ -59,13 +60,7 @@ class Playbook:
             prompt = next(m for m in reversed(messages) if isinstance(m, UserPrompt))
             self.tasks.setdefault(info.agent_name, []).append(prompt.content)
             return list(self.first_turn.get(info.agent_name, [])) or "nothing to do"
-        results: list[str] = []
-        for m in reversed(messages):
-            if isinstance(m, ModelResponse):
-                break
-            if isinstance(m, ToolReturn):
-                results.insert(0, m.content)
-        return "|".join(results)
+        return last_returns_text(messages)
 
 
 @dataclass

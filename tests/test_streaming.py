@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -27,13 +26,6 @@ from cogent.models import FunctionModel, ModelRequestParameters, ScriptedModel
 from cogent.usage import UsageLimits
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    """A running local Chat Completions server."""
-    with ChatServer() as s:
-        yield s
 
 
 @tool

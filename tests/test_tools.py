@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import anyio
 import pytest
+from helpers import echo_model as call_then_echo
 from pydantic import Field
 
 from cogent import (
@@ -21,7 +22,7 @@ from cogent import (
     UserError,
     tool,
 )
-from cogent.messages import Message, ModelResponse, ToolReturn
+from cogent.messages import Message
 from cogent.models import ModelRequestParameters
 
 
@@ -37,28 +38,6 @@ class OtherContext(RunContext):
     """A context class unrelated to `AppContext`."""
 
     tenant: str = "t"
-
-
-def returns(messages: list[Message]) -> list[ToolReturn]:
-    """Return the tool results of the last turn of a history."""
-    found: list[ToolReturn] = []
-    for m in reversed(messages):
-        if isinstance(m, ModelResponse):
-            break
-        if isinstance(m, ToolReturn):
-            found.append(m)
-    return found[::-1]
-
-
-def call_then_echo(*calls: ToolCall) -> FunctionModel:
-    """A model that makes `calls` on its first turn, then answers with the results joined by '|'."""
-
-    def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
-        if not any(isinstance(m, ModelResponse) for m in messages):
-            return list(calls)
-        return "|".join(r.content for r in returns(messages))
-
-    return FunctionModel(respond)
 
 
 def context_of(t: Tool[Any, Any]) -> tuple[str, type[RunContext], bool] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, assert_type
 
@@ -24,13 +23,6 @@ from cogent.usage import Usage, UsageLimits
 pytestmark = pytest.mark.anyio
 
 CANARY = "canary-93bd21"
-
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    """A running local Chat Completions server."""
-    with ChatServer() as s:
-        yield s
 
 
 @tool
