@@ -17,8 +17,10 @@ from pydantic import Field, TypeAdapter
 from .usage import Usage
 
 __all__ = [
+    "FinishReason",
     "Message",
     "ModelResponse",
+    "Reasoning",
     "RetryPrompt",
     "SystemPrompt",
     "ToolCall",
@@ -68,6 +70,31 @@ class UserPrompt:
     """Discriminator for JSON round trips."""
 
 
+FinishReason: TypeAlias = Literal["stop", "length", "content_filter", "tool_call", "error"]
+"""Why the model stopped, normalized across providers (the values of the OpenTelemetry GenAI
+conventions' `gen_ai.response.finish_reasons`): `"length"` means the answer was cut off at the
+token limit."""
+
+
+@dataclass(kw_only=True, slots=True)
+class Reasoning:
+    """Reasoning ("thinking") a model reported next to its answer; never part of the output.
+
+    Providers that require it (DeepSeek's thinking mode, Anthropic's extended thinking) get it
+    back on the assistant message of the next request exactly as it arrived.
+    """
+
+    text: str = ""
+    """The reasoning text (empty when the provider sent only redacted reasoning)."""
+    signature: str | None = None
+    """The provider's signature over the text, when it sends one (Anthropic thinking blocks)."""
+    redacted: str | None = None
+    """Encrypted reasoning the provider sent instead of text (Anthropic `redacted_thinking`)."""
+    provider_field: str | None = None
+    """Where the provider put it (`"reasoning_content"`, `"reasoning"`, `"thinking"`), so it is sent
+    back in the same place."""
+
+
 @dataclass(kw_only=True, slots=True)
 class ModelResponse:
     """What the model answered: text, tool calls, or both, and the tokens it took."""
@@ -80,6 +107,10 @@ class ModelResponse:
     """Tokens of this response as reported by the model (`requests` is set by the run)."""
     model_name: str | None = None
     """The name of the model that answered, when known."""
+    finish_reason: FinishReason | None = None
+    """Why the model stopped, when the provider says (`"length"`: cut off at the token limit)."""
+    reasoning: list[Reasoning] = field(default_factory=list)
+    """The model's reasoning, in the order it came; never mixed into `text`."""
     kind: Literal["response"] = "response"
     """Discriminator for JSON round trips."""
 

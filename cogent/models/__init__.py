@@ -7,13 +7,14 @@ API (install `cogent-context[openai]`).
 
 from __future__ import annotations
 
-from ._base import Model, ModelRequestParameters, TextDelta, infer_model
+from ._base import Model, ModelRequestParameters, ReasoningDelta, TextDelta, infer_model
 from ._offline import FunctionModel, ScriptedModel, TestModel
 
 __all__ = [
     "FunctionModel",
     "Model",
     "ModelRequestParameters",
+    "ReasoningDelta",
     "ScriptedModel",
     "TestModel",
     "TextDelta",

@@ -10,7 +10,7 @@ from ..exceptions import UserError
 from ..messages import Message, ModelResponse
 from ..tools import ToolDefinition
 
-__all__ = ["Model", "ModelRequestParameters", "TextDelta", "infer_model"]
+__all__ = ["Model", "ModelRequestParameters", "ReasoningDelta", "TextDelta", "infer_model"]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -39,6 +39,14 @@ class TextDelta:
     """The new text."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of streamed reasoning ("thinking"), never part of the answer."""
+
+    text: str
+    """The new reasoning text."""
+
+
 class Model(ABC):
     """A language model the run loop can ask for responses."""
 
@@ -59,8 +67,8 @@ class Model(ABC):
 
     async def request_stream(
         self, messages: list[Message], params: ModelRequestParameters
-    ) -> AsyncIterator[TextDelta | ModelResponse]:
-        """Yield text deltas as they arrive, then the complete response last.
+    ) -> AsyncIterator[TextDelta | ReasoningDelta | ModelResponse]:
+        """Yield text (and reasoning) deltas as they arrive, then the complete response last.
 
         The default calls `request()` and yields its text as one delta.
 
