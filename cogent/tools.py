@@ -14,9 +14,12 @@ def get_user_orders(ctx: AppContext, status: str = "open") -> str:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, overload
 
 import anyio.to_thread
 from typing_extensions import ParamSpec, TypeVar
@@ -28,7 +31,7 @@ from .exceptions import UserError
 if TYPE_CHECKING:
     from .agent import Agent
 
-__all__ = ["Tool", "ToolDefinition", "tool"]
+__all__ = ["BaseTool", "Tool", "ToolDefinition", "Toolset", "tool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,7 +49,72 @@ class ToolDefinition:
     """The JSON schema of the arguments (the context parameter is never in it)."""
 
 
-class Tool(Generic[P, R]):
+class BaseTool(ABC):
+    """A tool the model can call and the run loop executes: a function (`Tool`) or a tool a
+    `Toolset` provides (e.g. one of an MCP server's tools).
+
+    The run loop treats every `BaseTool` alike: it validates the model's arguments with
+    `validate_arguments`, applies interceptors, the usage limits and approvals, then awaits
+    `execute` under the call's timeout and the context's deadline. A subagent is not a
+    `BaseTool` but an `AgentTool`: the run loop delegates to it.
+    """
+
+    tool_type: ClassVar[str] = "function"
+    """What kind of tool this is, as the OpenTelemetry GenAI conventions' `gen_ai.tool.type`
+    names it (`"function"`, `"extension"`, `"datastore"`)."""
+
+    name: str
+    """The name the model calls it by."""
+    requires_approval: bool
+    """Whether each call must be approved before it runs (see Approvals)."""
+    timeout: float | None
+    """Seconds a call may take before it fails, or `None` for no limit."""
+
+    @property
+    @abstractmethod
+    def definition(self) -> ToolDefinition:
+        """The `ToolDefinition` sent to the model."""
+
+    @abstractmethod
+    def validate_arguments(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        """Turn the model's arguments (JSON text or a dict) into keyword arguments for `execute`.
+
+        Raises:
+            ValueError: If the arguments are invalid (`pydantic.ValidationError` is one); the
+                model receives the message as a retry prompt and the tool does not run.
+        """
+
+    @abstractmethod
+    async def execute(self, arguments: dict[str, Any], ctx: RunContext) -> Any:
+        """Run one call with validated `arguments` in the run context `ctx`; return its result.
+
+        A returned `str` reaches the model as it is, other values as JSON. An exception
+        becomes an error result for the model (or propagates with `Agent(tool_errors="raise")`).
+        """
+
+
+class Toolset(ABC):
+    """A source of tools opened when an agent execution starts, in that execution's context.
+
+    `Agent(tools=[...])` accepts toolsets next to tools; each execution of the agent enters
+    `open(ctx)` before its first model request and leaves it when the execution ends, and
+    offers the tools it yields next to the agent's own. An MCP server is a toolset: its tools
+    are listed per execution, with the credentials of that execution's context.
+    """
+
+    @abstractmethod
+    def open(self, ctx: RunContext) -> AbstractAsyncContextManager[Sequence[BaseTool]]:
+        """Open the toolset for one agent execution and yield its tools.
+
+        Args:
+            ctx: The context of the execution (for per-user credentials or filtering).
+
+        Returns:
+            An async context manager yielding the tools; leaving it releases what it opened.
+        """
+
+
+class Tool(BaseTool, Generic[P, R]):
     """A function offered to the model, made by `@tool`.
 
     Calling a `Tool` calls the function as written (sync or async), so tools stay
@@ -109,6 +177,18 @@ class Tool(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Tool(name={self.name!r})"
+
+    def validate_arguments(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        """Validate the model's arguments against the function's signature (one pydantic call).
+
+        Raises:
+            pydantic.ValidationError: If the arguments do not match the signature.
+        """
+        return self.schema.validate(arguments)
+
+    async def execute(self, arguments: dict[str, Any], ctx: RunContext) -> Any:
+        """Call the function with validated `arguments` and `ctx` injected (see `invoke`)."""
+        return await self.invoke(dict(arguments), ctx)
 
     async def invoke(self, arguments: dict[str, Any], ctx: RunContext | None) -> Any:
         """Call the function with validated `arguments` and the injected context.
