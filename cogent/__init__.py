@@ -7,8 +7,9 @@ it. The context is never sent to the model.
 
 from __future__ import annotations
 
-from .agent import Agent, RunResult, RunState, TraceEvent, format_trace
+from .agent import Agent
 from .context import (
+    ApprovalStatus,
     DelegationContext,
     ExecutionContext,
     RetryContext,
@@ -17,6 +18,19 @@ from .context import (
     TimedContext,
     ToolApprovalItem,
     current_context,
+)
+from .events import (
+    ApprovalDecision,
+    DelegationEndEvent,
+    DelegationStartEvent,
+    FinalResultEvent,
+    ReasoningDeltaEvent,
+    StreamEvent,
+    TextDeltaEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TraceEvent,
+    format_trace,
 )
 from .exceptions import (
     AgentRunError,
@@ -27,6 +41,7 @@ from .exceptions import (
     MaxTurnsExceeded,
     ModelAPIError,
     ModelRetry,
+    RunStateError,
     ToolRetriesExceeded,
     UnexpectedModelBehavior,
     UsageLimitExceeded,
@@ -35,18 +50,26 @@ from .exceptions import (
 from .interceptors import InterceptContext, Interceptor, InterceptResult, Phase, StopExecution, interceptor
 from .messages import ToolCall
 from .models import FunctionModel, Model, ScriptedModel, TestModel
-from .tools import Tool, ToolDefinition, tool
+from .result import RunResult, RunState
+from .tools import AgentTool, BaseTool, Tool, ToolDefinition, Toolset, tool
 from .usage import Usage, UsageLimits
 
 __all__ = [
     "Agent",
     "AgentRunError",
+    "AgentTool",
+    "ApprovalDecision",
+    "ApprovalStatus",
+    "BaseTool",
     "CogentError",
     "ContextTypeError",
     "DeadlineExceeded",
     "DelegationContext",
     "DelegationDepthExceeded",
+    "DelegationEndEvent",
+    "DelegationStartEvent",
     "ExecutionContext",
+    "FinalResultEvent",
     "FunctionModel",
     "InterceptContext",
     "InterceptResult",
@@ -56,20 +79,27 @@ __all__ = [
     "ModelAPIError",
     "ModelRetry",
     "Phase",
+    "ReasoningDeltaEvent",
     "RetryContext",
     "RunContext",
     "RunResult",
     "RunState",
+    "RunStateError",
     "ScriptedModel",
     "StopExecution",
+    "StreamEvent",
     "TaskContext",
     "TestModel",
+    "TextDeltaEvent",
     "TimedContext",
     "Tool",
     "ToolApprovalItem",
     "ToolCall",
+    "ToolCallEvent",
     "ToolDefinition",
+    "ToolResultEvent",
     "ToolRetriesExceeded",
+    "Toolset",
     "TraceEvent",
     "UnexpectedModelBehavior",
     "Usage",

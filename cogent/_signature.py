@@ -47,13 +47,14 @@ class ContextParam:
 
     name: str
     """The parameter's name."""
-    cls: type[RunContext]
-    """The class the context must be an instance of (`RunContext` when unannotated)."""
+    cls: type[Any]
+    """What the context must be an instance of: the annotated `RunContext` class, a
+    runtime-checkable `Protocol`, or `RunContext` when the annotation promises nothing more."""
     optional: bool
     """Whether the annotation admits `None`."""
 
     def check(self, ctx: Any, owner: str) -> None:
-        """Raise `ContextTypeError` when `ctx` is not an instance of the annotated class."""
+        """Raise `ContextTypeError` when `ctx` is not an instance of `cls`."""
         if not isinstance(ctx, self.cls):
             raise ContextTypeError(
                 f"{owner} needs an instance of {self.cls.__qualname__} for its parameter {self.name!r}, but "
@@ -62,9 +63,33 @@ class ContextParam:
             )
 
 
-def _context_class(hint: Any, where: str) -> tuple[type[RunContext], bool] | None:
-    if get_origin(hint) is Annotated:
-        hint = get_args(hint)[0]
+def _unwrap(hint: Any) -> Any:
+    """Strip `Annotated`, `NewType` and generic parameters (`Tenant[int]` -> `Tenant`)."""
+    while True:
+        if get_origin(hint) is Annotated:
+            hint = get_args(hint)[0]
+        elif isinstance(hint, typing.NewType):
+            hint = hint.__supertype__
+        elif isinstance(origin := get_origin(hint), type) and (issubclass(origin, RunContext) or _is_protocol(origin)):
+            hint = origin
+        else:
+            return hint
+
+
+def _is_protocol(hint: Any) -> bool:
+    return isinstance(hint, type) and bool(getattr(hint, "_is_protocol", False))
+
+
+def _context_class(hint: Any, where: str) -> tuple[type[Any], bool] | None:
+    """Return the class a context parameter annotated with `hint` requires, and whether
+    `None` is allowed; `None` when `hint` is not a context annotation.
+
+    Context annotations: a `RunContext` subclass (also generic, `Tenant[int]`, or a
+    `NewType` of one) and a `Protocol` class (a context the application describes
+    structurally; checked with `isinstance` only if it is `@runtime_checkable`), each
+    optionally inside `Annotated` and `X | None`.
+    """
+    hint = _unwrap(hint)
     optional = False
     if get_origin(hint) in (Union, types.UnionType):
         members = get_args(hint)
@@ -78,9 +103,14 @@ def _context_class(hint: Any, where: str) -> tuple[type[RunContext], bool] | Non
                 f"{where} is annotated with a union of a run context and other types; annotate it "
                 "with one RunContext class, optionally `| None`."
             )
-        hint = get_args(rest[0])[0] if get_origin(rest[0]) is Annotated else rest[0]
+        found = _context_class(rest[0], where)
+        assert found is not None
+        return found[0], optional
     if isinstance(hint, type) and issubclass(hint, RunContext):
         return hint, optional
+    if _is_protocol(hint):
+        checkable = getattr(hint, "_is_runtime_protocol", False)
+        return (hint if checkable else RunContext), optional
     return None
 
 
@@ -145,20 +175,20 @@ class FunctionSchema:
 
     def _resolve(self) -> None:
         hints = self._hints()
-        problems: list[str] = []
         contexts: list[ContextParam] = []
         params: list[str] = []
         for p in self.signature.parameters.values():
-            if p.name == "self":
-                continue
-            hint = hints.get(p.name, _EMPTY)
-            found = _context_class(hint, f"{self.owner}'s parameter {p.name!r}") if hint is not _EMPTY else None
+            found = self._context_parameter(p, hints.get(p.name, _EMPTY))
             if found is not None:
-                contexts.append(ContextParam(p.name, found[0], found[1]))
-            elif hint is _EMPTY and p.name == "ctx":
-                contexts.append(ContextParam(p.name, RunContext, True))
+                contexts.append(found)
             else:
                 params.append(p.name)
+        problems: list[str] = []
+        if params[:1] == ["self"] and next(iter(self.signature.parameters)) == "self":
+            problems.append(
+                "its first parameter is 'self': it is a method of a class, not bound to an instance; "
+                "decorate a function, or pass the bound method (tool(instance.method))"
+            )
         if len(contexts) > 1:
             names = ", ".join(repr(c.name) for c in contexts)
             problems.append(f"it has {len(contexts)} run context parameters ({names}); keep exactly one")
@@ -169,6 +199,29 @@ class FunctionSchema:
         if self._with_arguments:
             self._build_validator(hints)
         self._resolved = True
+
+    def _context_parameter(self, p: inspect.Parameter, hint: Any) -> ContextParam | None:
+        """Return the parameter as the context parameter, or `None` if it is a model argument.
+
+        The rule (docs/tools.md "The context parameter"): an annotation naming a context
+        class (see `_context_class`); else a parameter named `ctx` that is unannotated or
+        annotated `Any` or `object`; else a parameter whose default is a context instance
+        (its default is never published to the model).
+        """
+        where = f"{self.owner}'s parameter {p.name!r}"
+        found = _context_class(hint, where) if hint is not _EMPTY else None
+        if found is not None:
+            return ContextParam(p.name, found[0], found[1])
+        if p.name == "ctx" and (hint is _EMPTY or _unwrap(hint) in (Any, object)):
+            return ContextParam(p.name, RunContext, True)
+        if isinstance(p.default, RunContext) and (hint is _EMPTY or _unwrap(hint) in (Any, object)):
+            return ContextParam(p.name, RunContext, True)
+        if isinstance(p.default, RunContext):
+            raise UserError(
+                f"{where} has a run context instance as its default but is annotated {hint!r}; annotate it "
+                "with the context class so it is injected (a context is never a model argument)."
+            )
+        return None
 
     def _ensure_resolved(self) -> None:
         if self._resolved:

@@ -13,18 +13,17 @@ delegation depth, task lineage, retry counts and deadlines.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import TypeAdapter
+from pydantic_core import SchemaSerializer, core_schema
 from typing_extensions import dataclass_transform
 
+from ._secrets import MASK, is_secret_name, masked_repr
 from .core import generate_id, now_utc
 from .exceptions import UserError
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from .agent import Agent
 
 __all__ = [
+    "ApprovalStatus",
     "DelegationContext",
     "ExecutionContext",
     "RetryContext",
@@ -42,41 +42,6 @@ __all__ = [
     "current_context",
     "is_secret_name",
 ]
-
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential", "private_key")
-_MASK = "'***'"
-
-
-def is_secret_name(name: str) -> bool:
-    """Return whether a field or metadata key names a secret, so its value is never printed.
-
-    The rule: the lowercased name contains one of `password`, `passwd`, `secret`,
-    `token`, `api_key`, `apikey`, `credential` or `private_key`.
-
-    Args:
-        name: A field name or a metadata key.
-    """
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
-
-
-def _masked_repr(value: Any, seen: frozenset[int] = frozenset()) -> str:
-    """Return `repr(value)` with the values of secret-named keys masked, also in nested dicts and lists."""
-    if id(value) in seen:
-        return "{...}" if isinstance(value, dict) else "[...]"
-    inner = seen | {id(value)}
-    if isinstance(value, dict):
-        items = (
-            f"{k!r}: {_MASK if isinstance(k, str) and is_secret_name(k) else _masked_repr(v, inner)}"
-            for k, v in value.items()
-        )
-        return "{" + ", ".join(items) + "}"
-    if type(value) is list:
-        return "[" + ", ".join(_masked_repr(v, inner) for v in value) + "]"
-    if type(value) is tuple:
-        return "(" + ", ".join(_masked_repr(v, inner) for v in value) + ("," if len(value) == 1 else "") + ")"
-    return repr(value)
-
 
 # --- Frozen subclasses -------------------------------------------------------------
 #
@@ -128,26 +93,46 @@ class ToolApprovalItem:
     tool_name: str
     """The tool the model wants to call."""
     call_id: str
-    """The id of the tool call; per-call decisions are recorded against it."""
+    """The id of the tool call."""
     arguments: str
-    """The call's arguments as JSON text."""
+    """The arguments the call will run with, as JSON text: what the approver approves."""
     agent_name: str
     """The agent whose model made the call."""
+    approval_id: str = ""
+    """Binds a decision to exactly this call: a digest of the run, the delegation path, the
+    call id, the tool and the arguments, set by the run loop. A decision recorded for this
+    item never covers another call, another run or other arguments."""
+
+
+ApprovalStatus = Literal["approved", "rejected", "undecided"]
+"""What `RunContext.approval_status()` answers."""
 
 
 @dataclass(kw_only=True, slots=True)
 class _ApprovalRecord:
+    """One tool's decisions, as the OpenAI Agents SDK's `RunContextWrapper` keeps them."""
+
     approved: bool | list[str] = field(default_factory=list)
+    """`True` (always), `False` (never, after an `always_reject`) or the approved call ids."""
     rejected: bool | list[str] = field(default_factory=list)
+    """`True` (always) or the rejected call ids."""
+
+
+@dataclass(kw_only=True, slots=True)
+class _ApprovalStore:
+    """The approval decisions of one context, its execution copies and its children."""
+
+    records: dict[str, _ApprovalRecord] = field(default_factory=dict)
+    """Per tool: permanent decisions and per-call-id decisions (`is_tool_approved`)."""
+    per_item: dict[str, bool] = field(default_factory=dict)
+    """Per-call decisions by approval id (what the run loop matches: one call of one run)."""
 
 
 _APPROVALS_ATTR = "_cogent_approvals"
 
 
-@functools.cache
-def _approval_records_adapter() -> TypeAdapter[dict[str, _ApprovalRecord]]:
-    """The records' validator, built on first use rather than at import (`import cogent` stays fast)."""
-    return TypeAdapter(dict[str, _ApprovalRecord])
+def _decision_key(item: ToolApprovalItem) -> str:
+    return item.approval_id or f"{item.tool_name}\0{item.call_id}\0{item.arguments}"
 
 
 _current: ContextVar[RunContext] = ContextVar("cogent_current_context")
@@ -207,7 +192,7 @@ class RunContext(metaclass=_ContextMeta):
             if not f.repr:
                 continue
             value: Any = getattr(self, f.name, None)
-            text = _MASK if is_secret_name(f.name) else _masked_repr(value)
+            text = MASK if is_secret_name(f.name) else masked_repr(value)
             parts.append(f"{f.name}={text}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
@@ -259,22 +244,63 @@ class RunContext(metaclass=_ContextMeta):
         """Return the field values a child context gets; helpers extend it cooperatively."""
         return {"metadata": dict(self.metadata), "agent": None}
 
-    # --- approvals (the OpenAI Agents SDK's RunContextWrapper API) ---
+    def __copy__(self) -> Self:
+        """Return a shallow copy: same field values, but none of this context's approval decisions."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        for name, value in self.__dict__.items():
+            if name != _APPROVALS_ATTR:
+                object.__setattr__(new, name, value)
+        for name in _slot_names(cls):
+            if hasattr(self, name):
+                object.__setattr__(new, name, getattr(self, name))
+        return new
 
-    def _approval_records(self) -> dict[str, _ApprovalRecord]:
-        records: dict[str, _ApprovalRecord] | None = self.__dict__.get(_APPROVALS_ATTR)
-        if records is None:
-            records = {}
-            object.__setattr__(self, _APPROVALS_ATTR, records)
-        return records
+    # --- approvals (the OpenAI Agents SDK's RunContextWrapper API) ---
+    #
+    # Decisions live in a store attached to this object. `copy.copy()`, `with_metadata()` and
+    # `dataclasses.replace()` copies start without decisions; the run loop shares the store
+    # with the execution copy of a run (`result.context`) and with child contexts.
+
+    def _approvals(self) -> _ApprovalStore:
+        store: _ApprovalStore | None = self.__dict__.get(_APPROVALS_ATTR)
+        if store is None:
+            store = _ApprovalStore()
+            object.__setattr__(self, _APPROVALS_ATTR, store)
+        return store
+
+    def approval_status(self, item: ToolApprovalItem) -> ApprovalStatus:
+        """Return the decision that applies to one pending call: what the run loop asks.
+
+        A permanent decision for the tool applies first (approval wins when both a permanent
+        approval and a permanent rejection exist); otherwise the per-call decision recorded
+        for exactly this item (same run, delegation path, call id, tool and arguments).
+
+        Args:
+            item: The pending call.
+
+        Returns:
+            `"approved"`, `"rejected"` or `"undecided"`.
+        """
+        store = self._approvals()
+        record = store.records.get(item.tool_name)
+        if record is not None and record.approved is True:
+            return "approved"
+        if record is not None and record.rejected is True:
+            return "rejected"
+        decision = store.per_item.get(_decision_key(item))
+        if decision is None:
+            return "undecided"
+        return "approved" if decision else "rejected"
 
     def is_tool_approved(self, tool_name: str, call_id: str) -> bool | None:
-        """Return the recorded decision for one tool call.
+        """Return the recorded decision for a tool call, by tool name and call id.
 
         Semantics of the OpenAI Agents SDK's `RunContextWrapper.is_tool_approved`: a
-        permanent decision applies to every call of the tool (approval wins when both a
-        permanent approval and a permanent rejection exist); otherwise the per-call
-        decision for `call_id` applies.
+        permanent decision applies to every call of the tool (approval wins when both
+        exist); otherwise the per-call decision for `call_id`. The run loop itself matches
+        per-call decisions on the whole item (`approval_status`), so a decision never covers
+        another run's call that reuses the call id.
 
         Args:
             tool_name: The tool's name.
@@ -283,7 +309,7 @@ class RunContext(metaclass=_ContextMeta):
         Returns:
             `True` (approved), `False` (rejected) or `None` (not decided yet).
         """
-        record = self._approval_records().get(tool_name)
+        record = self._approvals().records.get(tool_name)
         if record is None:
             return None
         if record.approved is True:
@@ -319,8 +345,9 @@ class RunContext(metaclass=_ContextMeta):
         """Approve a pending tool call, or every call of that tool with `always_approve`.
 
         Args:
-            approval_item: The pending call, from `result.interruptions` or a handler.
-            always_approve: Approve all future calls of the tool in runs using this context.
+            approval_item: The pending call, from `result.interruptions`.
+            always_approve: Approve all future calls of the tool in runs using this context
+                (and its execution copies and child contexts; not `with_metadata()` copies).
         """
         self._decide(approval_item, always=always_approve, approve=True)
 
@@ -336,12 +363,19 @@ class RunContext(metaclass=_ContextMeta):
         self._decide(approval_item, always=always_reject, approve=False)
 
     def _decide(self, item: ToolApprovalItem, *, always: bool, approve: bool) -> None:
-        records = self._approval_records()
-        record = records.setdefault(item.tool_name, _ApprovalRecord())
+        if not isinstance(item, ToolApprovalItem):
+            verb = "approve_tool" if approve else "reject_tool"
+            raise UserError(
+                f"{type(self).__qualname__}.{verb}() needs a ToolApprovalItem (from result.interruptions), "
+                f"got {type(item).__qualname__}."
+            )
+        store = self._approvals()
+        record = store.records.setdefault(item.tool_name, _ApprovalRecord())
         if always:
             record.approved = approve
             record.rejected = [] if approve else True
             return
+        store.per_item[_decision_key(item)] = approve
         opposite = record.rejected if approve else record.approved
         if isinstance(opposite, list) and item.call_id in opposite:
             opposite.remove(item.call_id)
@@ -349,29 +383,44 @@ class RunContext(metaclass=_ContextMeta):
         if isinstance(target, list) and item.call_id not in target:
             target.append(item.call_id)
 
-    def _export_approvals(self) -> dict[str, Any]:
-        exported: dict[str, Any] = _approval_records_adapter().dump_python(self._approval_records(), mode="json")
-        return exported
 
-    def _import_approvals(self, data: dict[str, Any]) -> None:
-        """Add exported decisions; decisions already recorded on this context win."""
-        records = self._approval_records()
-        for name, record in _approval_records_adapter().validate_python(data).items():
-            records.setdefault(name, record)
+def _never_serialized(value: Any) -> str:
+    return f"<{type(value).__qualname__}: a run context is never serialized>"
 
 
-def _execution_copy(context: RunContext, agent: Agent[Any, Any], query: str) -> RunContext:
-    """Return the context one top-level run executes with (see DESIGN: per-execution copies)."""
-    context._approval_records()  # create the shared record dict before copying
-    if not context.query:
-        with contextlib.suppress(AttributeError):  # frozen: FrozenInstanceError is an AttributeError
-            context.query = query
-    execution = copy.copy(context)
-    object.__setattr__(execution, "metadata", dict(context.metadata))
-    object.__setattr__(execution, "agent", agent)
-    if not execution.query:
-        object.__setattr__(execution, "query", query)
-    return execution
+# pydantic serializes unknown objects it meets inside a tool's result (nested in lists,
+# dicts, dataclasses) by asking for this attribute: a context placed in a result is written
+# as a placeholder, never with its fields. Serialization by type (a TypeAdapter of the
+# context class) is not affected.
+RunContext.__pydantic_serializer__ = SchemaSerializer(  # type: ignore[attr-defined]
+    core_schema.any_schema(serialization=core_schema.plain_serializer_function_ser_schema(_never_serialized))
+)
+
+
+def _slot_names(cls: type[Any]) -> tuple[str, ...]:
+    """Return the names of every `__slots__` entry of `cls` and its bases."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend((slots,) if isinstance(slots, str) else slots)
+    return tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+
+
+def consume_decision(ctx: RunContext, item: ToolApprovalItem) -> None:
+    """Forget the per-call decision for `item` once the run loop acted on it (it covers one call)."""
+    store = ctx._approvals()
+    if store.per_item.pop(_decision_key(item), None) is None:
+        return
+    record = store.records.get(item.tool_name)
+    if record is not None:
+        for ids in (record.approved, record.rejected):
+            if isinstance(ids, list) and item.call_id in ids:
+                ids.remove(item.call_id)
+
+
+def share_approvals(target: RunContext, source: RunContext) -> None:
+    """Make `target` use `source`'s approval decisions (an execution copy or a child context)."""
+    object.__setattr__(target, _APPROVALS_ATTR, source._approvals())
 
 
 def current_context() -> RunContext:

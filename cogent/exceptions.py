@@ -6,6 +6,7 @@ Every exception the framework raises on purpose derives from `CogentError`, so o
     CogentError
     ├── UserError                   misuse of the API, raised where the mistake is made
     │   └── ContextTypeError        a context is not an instance of the annotated class
+    ├── RunStateError               a saved RunState is malformed, edited, or already resumed
     └── AgentRunError               a run could not produce an output
         ├── MaxTurnsExceeded        more model requests than `Agent(max_turns=...)`
         ├── DeadlineExceeded        the context's deadline passed
@@ -32,6 +33,7 @@ __all__ = [
     "MaxTurnsExceeded",
     "ModelAPIError",
     "ModelRetry",
+    "RunStateError",
     "ToolRetriesExceeded",
     "UnexpectedModelBehavior",
     "UsageLimitExceeded",
@@ -49,6 +51,11 @@ class UserError(CogentError):
 
 class ContextTypeError(UserError, TypeError):
     """A run context is not an instance of the class a tool, interceptor or agent requires."""
+
+
+class RunStateError(CogentError):
+    """A `RunState` cannot be resumed: it is malformed, was edited after it was saved, was
+    signed with another key, does not belong to the agent, or was already resumed."""
 
 
 class AgentRunError(CogentError):

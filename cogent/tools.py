@@ -18,11 +18,15 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, overload
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, TypeAlias, overload
 
+import anyio
 import anyio.to_thread
-from typing_extensions import ParamSpec, TypeVar
+from anyio.lowlevel import RunVar
+from pydantic import ConfigDict, Field, TypeAdapter
+from typing_extensions import ParamSpec, TypedDict, TypeVar
 
 from ._signature import FunctionSchema, caller_namespace
 from .context import RunContext
@@ -31,7 +35,7 @@ from .exceptions import UserError
 if TYPE_CHECKING:
     from .agent import Agent
 
-__all__ = ["BaseTool", "Tool", "ToolDefinition", "Toolset", "tool"]
+__all__ = ["AgentTool", "AnyTool", "BaseTool", "Tool", "ToolDefinition", "Toolset", "tool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -126,7 +130,6 @@ class Tool(BaseTool, Generic[P, R]):
         requires_approval: Whether each call needs an approval (see Approvals).
         timeout: Seconds a call may take before it fails, or `None`.
         threaded: Whether a sync function runs in a worker thread.
-        agent: The subagent this tool delegates to, for tools made by `Agent.as_tool()`.
     """
 
     def __init__(
@@ -138,19 +141,25 @@ class Tool(BaseTool, Generic[P, R]):
         requires_approval: bool = False,
         timeout: float | None = None,
         threaded: bool = True,
-        agent: Agent[Any, Any] | None = None,
         localns: dict[str, Any] | None = None,
     ) -> None:
         if not callable(func):
             raise UserError(f"tool() needs a function, got {func!r}; decorate a def or async def.")
-        if timeout is not None and timeout <= 0:
-            raise UserError(f"Tool {name or func.__name__!r} has timeout={timeout}; use a positive number of seconds.")
+        label: str = name or getattr(func, "__name__", None) or repr(func)
+        if inspect.isasyncgenfunction(inspect.unwrap(func)) or inspect.isgeneratorfunction(inspect.unwrap(func)):
+            raise UserError(
+                f"Tool {label!r} is a generator function; a tool returns its result once: return a value "
+                "(e.g. a list) instead of yielding."
+            )
+        if not isinstance(requires_approval, bool):
+            raise UserError(f"Tool {label!r} has requires_approval={requires_approval!r}; pass True or False.")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise UserError(f"Tool {label!r} has timeout={timeout!r}; use a positive number of seconds or None.")
         self.__wrapped__ = func
-        self.name: str = name or func.__name__
+        self.name: str = label
         self.requires_approval = requires_approval
         self.timeout = timeout
         self.threaded = threaded
-        self.agent = agent
         self._description = description
         self._definition: ToolDefinition | None = None
         self.schema = FunctionSchema(func, owner=f"Tool {self.name!r}", localns=localns, with_arguments=True)
@@ -183,21 +192,20 @@ class Tool(BaseTool, Generic[P, R]):
 
         Raises:
             pydantic.ValidationError: If the arguments do not match the signature.
+            UserError: If an annotation of the function cannot be resolved.
         """
         return self.schema.validate(arguments)
 
     async def execute(self, arguments: dict[str, Any], ctx: RunContext) -> Any:
-        """Call the function with validated `arguments` and `ctx` injected (see `invoke`)."""
-        return await self.invoke(dict(arguments), ctx)
+        """Call the function with validated `arguments` and the run context injected.
 
-    async def invoke(self, arguments: dict[str, Any], ctx: RunContext | None) -> Any:
-        """Call the function with validated `arguments` and the injected context.
-
-        Sync functions run in a worker thread unless `threaded=False`. This is the
-        run loop's path; users call the tool directly instead.
+        `arguments` is not modified. A sync function runs in a worker thread unless
+        `threaded=False`; a sync tool that calls `agent.run_sync()` gets its threads from a
+        separate pool per nesting level, so nested runs never wait for a thread their
+        caller holds.
 
         Args:
-            arguments: Keyword arguments, as returned by `self.schema.validate()`.
+            arguments: Keyword arguments, as returned by `validate_arguments()`.
             ctx: The run context to inject.
 
         Returns:
@@ -209,15 +217,118 @@ class Tool(BaseTool, Generic[P, R]):
         """
         context = self.schema.context
         if context is not None:
-            if ctx is not None and not isinstance(ctx, context.cls):
+            if not isinstance(ctx, context.cls):
                 context.check(ctx, f"Tool {self.name!r}")  # raises ContextTypeError
-            arguments[context.name] = ctx
+            arguments = {**arguments, context.name: ctx}
         func: Callable[..., Any] = self.__wrapped__
         if self.schema.is_async:
             return await func(**arguments)
-        if self.threaded:
-            return await anyio.to_thread.run_sync(functools.partial(func, **arguments), abandon_on_cancel=True)
-        return func(**arguments)
+        if not self.threaded:
+            return func(**arguments)
+        level = _thread_level.get()
+
+        def in_thread() -> Any:
+            _thread_level.set(level + 1)  # this thread's copy of the context: nested runs see it
+            return func(**arguments)
+
+        return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+
+
+_thread_level: ContextVar[int] = ContextVar("cogent_tool_thread_level", default=0)
+_level_limiters: RunVar[dict[int, anyio.CapacityLimiter]] = RunVar("cogent_tool_thread_limiters")
+
+
+def _thread_limiter(level: int) -> anyio.CapacityLimiter | None:
+    """Return the thread limiter for sync tools at nesting `level` (anyio's default at level 0).
+
+    A sync tool that runs `agent.run_sync()` holds its worker thread while the nested run's
+    sync tools need threads of their own: each nesting level draws from its own pool (as
+    large as the default one), so no level waits for threads held by the level above.
+    """
+    if level == 0:
+        return None
+    try:
+        limiters = _level_limiters.get()
+    except LookupError:
+        limiters = {}
+        _level_limiters.set(limiters)
+    limiter = limiters.get(level)
+    if limiter is None:
+        total = anyio.to_thread.current_default_thread_limiter().total_tokens
+        limiter = limiters[level] = anyio.CapacityLimiter(total)
+    return limiter
+
+
+class _DelegationArguments(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    task: Annotated[str, Field(description="The task for the subagent, stated completely.")]
+
+
+@functools.cache
+def _delegation_adapter() -> TypeAdapter[_DelegationArguments]:
+    """The arguments' validator, built on first use (`import cogent` stays fast)."""
+    return TypeAdapter(_DelegationArguments)
+
+
+class AgentTool:
+    """A subagent offered to its parent's model as a tool with one required string parameter
+    `task`, made by `Agent.as_tool()` or `Agent(subagents=[...])`.
+
+    The run loop delegates a call to the subagent: it runs with the caller's
+    `create_child_context()`, its output is the call's result, and its usage counts toward
+    the run's.
+
+    Attributes:
+        name: The tool's name (the agent's name by default).
+        description: The tool's description (the agent's `description` by default).
+        agent: The subagent.
+        requires_approval: Whether each delegation needs an approval.
+    """
+
+    tool_type: ClassVar[str] = "agent"
+    """What kind of tool this is (`gen_ai.tool.type`)."""
+    timeout: float | None = None
+    """Delegations have no timeout of their own (the context's deadline applies)."""
+
+    def __init__(
+        self,
+        agent: Agent[Any, Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        requires_approval: bool = False,
+    ) -> None:
+        self.agent = agent
+        self.name: str = name or agent.name
+        self.description: str = description or agent.description or f"Delegate a task to the {agent.name} agent."
+        self.requires_approval = requires_approval
+        schema = _delegation_adapter().json_schema()
+        schema.pop("title", None)
+        self._definition = ToolDefinition(name=self.name, description=self.description, parameters_json_schema=schema)
+
+    def __repr__(self) -> str:
+        return f"AgentTool(name={self.name!r}, agent={self.agent.name!r})"
+
+    @property
+    def definition(self) -> ToolDefinition:
+        """The `ToolDefinition` sent to the model."""
+        return self._definition
+
+    def validate_arguments(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        """Validate the model's arguments: exactly one string `task`.
+
+        Raises:
+            pydantic.ValidationError: If the arguments are not `{"task": "<text>"}`.
+        """
+        validator = _delegation_adapter().validator
+        if isinstance(arguments, dict):
+            return dict(validator.validate_python(arguments))
+        return dict(validator.validate_json(arguments or "{}"))
+
+
+AnyTool: TypeAlias = BaseTool | AgentTool
+"""What an agent offers its model: tools it executes, and subagents it delegates to."""
 
 
 @overload
@@ -285,10 +396,3 @@ def tool(
         )
 
     return decorate(func) if func is not None else decorate
-
-
-def ensure_tool(obj: Tool[Any, Any] | Callable[..., Any]) -> Tool[Any, Any]:
-    """Return `obj` if it is a `Tool`, else wrap the plain callable with `tool()`."""
-    if isinstance(obj, Tool):
-        return obj
-    return Tool(obj)

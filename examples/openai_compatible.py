@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from cogent import Agent, RunContext, tool
-from cogent.agent import FinalResultEvent, RunResult, TextDeltaEvent
+from cogent.events import FinalResultEvent, TextDeltaEvent
+from cogent.result import RunResult
 from cogent.exceptions import UserError
 from cogent.models.openai import OpenAIModel, OpenAISettings
 

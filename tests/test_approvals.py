@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cogent import Agent, FunctionModel, RunContext, RunState, ScriptedModel, ToolApprovalItem, ToolCall, tool
+from cogent.exceptions import RunStateError
 from cogent.messages import Message, ModelResponse, ToolReturn
 from cogent.models import ModelRequestParameters
 
@@ -169,9 +171,13 @@ async def test_a_sync_handler_receives_the_item_and_the_context_and_approves() -
     agent = shop_agent(refund_call("A1", "c1"), "done")
     result = await agent.run("refund A1", context=ShopContext(), approval_handler=approve_small)
     [(pending, ctx)] = seen
-    assert pending == ToolApprovalItem(
-        tool_name="refund", call_id="c1", arguments='{"order_id":"A1"}', agent_name="shop"
+    assert (pending.tool_name, pending.call_id, pending.arguments, pending.agent_name) == (
+        "refund",
+        "c1",
+        '{"order_id":"A1"}',
+        "shop",
     )
+    assert len(pending.approval_id) == 32
     assert ctx is result.context
     assert result.context.refunds == ["A1"]
     assert result.interruptions == [] and result.state is None
@@ -198,7 +204,8 @@ async def test_an_async_handler_rejects_and_the_model_receives_the_rejection() -
 
 
 async def test_a_handlers_decision_is_per_call() -> None:
-    """The handler is asked again for a later call of the same tool (its decision is recorded per call id)."""
+    """The handler is asked again for a later call of the same tool: its answer decides one call and is not
+    recorded on the context (so no later call, of this run or another, can ride on it)."""
     asked: list[str] = []
 
     def approve(pending: ToolApprovalItem) -> bool:
@@ -210,7 +217,7 @@ async def test_a_handlers_decision_is_per_call() -> None:
     await agent.run("refund both", context=context, approval_handler=approve)
     assert asked == ["c1", "c2"]
     assert context.refunds == ["A1", "A2"]
-    assert (context.is_tool_approved("refund", "c1"), context.is_tool_approved("refund", "c3")) == (True, None)
+    assert (context.is_tool_approved("refund", "c1"), context.is_tool_approved("refund", "c3")) == (None, None)
 
 
 async def test_a_permanent_decision_skips_the_handler() -> None:
@@ -246,8 +253,9 @@ async def test_without_a_handler_the_run_is_interrupted_and_resumes_after_approv
     assert resumed.usage.requests == 2
 
 
-async def test_the_state_and_the_approval_records_survive_json_and_a_new_context() -> None:
-    """A new request resumes the JSON state with a new context: its decision applies, and earlier permanent ones too."""
+async def test_a_json_state_resumes_with_the_decisions_of_the_context_it_is_resumed_with() -> None:
+    """A new request resumes the JSON state with a new context: that context's decision applies; the first
+    context's permanent approval does not travel with the state, so a later call waits again."""
     agent = shop_agent(
         [ToolCall("wipe_cache", {}, "c0"), refund_call("A1", "c1")], ToolCall("wipe_cache", {}, "c2"), "done"
     )
@@ -266,15 +274,19 @@ async def test_the_state_and_the_approval_records_survive_json_and_a_new_context
     result = await agent.run("go", context=first)
     assert result.state is not None
     saved = result.state.to_json()
+    assert not any("approv" in key for key in json.loads(json.loads(saved)["payload"]))
 
     state = RunState.from_json(saved)
     second = ShopContext(shop_id="request-2")
     second.approve_tool(state.interruptions[0])
     resumed = await agent.run(state, context=second)
-    assert resumed.output == "done"
     assert second.refunds == ["A1"] and first.refunds == []
-    assert wiped == ["request-1", "request-2"]  # c2 ran on resume: the permanent approval came along
-    assert second.is_tool_approved("wipe_cache", "new-call") is True
+    assert wiped == ["request-1"]
+    assert [i.tool_name for i in resumed.interruptions] == ["wipe_cache"]  # c2 waits for request-2's own decision
+    second.approve_tool(resumed.interruptions[0])
+    assert resumed.state is not None
+    final = await agent.run(resumed.state, context=second)
+    assert final.output == "done" and wiped == ["request-1", "request-2"]
 
 
 async def test_a_per_call_approval_does_not_cover_the_next_call() -> None:
@@ -323,27 +335,24 @@ async def test_parallel_calls_are_interrupted_together_and_decided_separately() 
     assert tool_results(resumed.messages) == ["refunded A1 at shop-1", REJECTED]
 
 
-async def test_both_permanent_flags_set_means_approved() -> None:
-    """A state whose records hold both a permanent approval and a permanent rejection resumes as approved."""
+async def test_a_decision_on_result_context_applies_when_resuming_with_the_callers_context() -> None:
+    """`result.context` shares its decisions with the context passed in: approving on it and resuming the JSON state
+    with the caller's context runs the call; a fresh context has no decision, so the call waits again."""
     agent = shop_agent(refund_call("A1", "c1"), "done")
-    result = await agent.run("go", context=ShopContext())
-    assert result.state is not None
-    result.state.approvals = {"refund": {"approved": True, "rejected": True}}
     context = ShopContext()
-    resumed = await agent.run(RunState.from_json(result.state.to_json()), context=context)
-    assert resumed.output == "done" and context.refunds == ["A1"]
-
-
-async def test_a_decision_recorded_after_the_interruption_is_serialized_with_the_state() -> None:
-    """Approving on `result.context` after the interruption reaches `state.to_json()`, so a new request resumes it."""
-    agent = shop_agent(refund_call("A1", "c1"), "done")
-    result = await agent.run("go", context=ShopContext())
+    result = await agent.run("go", context=context)
     assert result.state is not None
     result.context.approve_tool(result.interruptions[0])
     stored = result.state.to_json()
-    context = ShopContext()
-    resumed = await agent.run(RunState.from_json(stored), context=context)
-    assert resumed.output == "done" and context.refunds == ["A1"]
+    fresh = ShopContext()
+    again = await agent.run(RunState.from_json(stored), context=fresh)
+    assert again.output is None and fresh.refunds == []
+    assert again.state is not None
+    with pytest.raises(RunStateError, match="already resumed"):
+        await agent.run(RunState.from_json(stored), context=context)
+    fresh.approve_tool(again.interruptions[0])
+    resumed = await agent.run(again.state, context=fresh)
+    assert resumed.output == "done" and fresh.refunds == ["A1"]
 
 
 # --- inside a subagent ------------------------------------------------------------------------------

@@ -385,22 +385,23 @@ async def test_result_context_is_a_copy_sharing_services() -> None:
     assert caller.metadata == {"m": 1}
 
 
-async def test_empty_query_filled_on_callers_object_unless_frozen() -> None:
-    """An empty query is filled with the input on the caller's object (non-frozen only) and always on the copy."""
+async def test_a_run_never_writes_the_callers_query() -> None:
+    """The run's input fills the execution copy's empty query, never the caller's object: a context reused by a
+    second run (or shared by concurrent runs) never shows another run's input."""
     agent = Agent(name="a", model="test")
-    mutable = AppContext(user_id="u", db=Service())
-    result = await agent.run("first input", context=mutable)
-    assert mutable.query == "first input" and result.context.query == "first input"
-    again = await agent.run("second input", context=mutable)
-    assert again.context.query == "first input"  # the original query is kept, as the spec's lineage field
+    reused = AppContext(user_id="u", db=Service())
+    first = await agent.run("first input", context=reused)
+    assert reused.query == "" and first.context.query == "first input"
+    second = await agent.run("second input", context=reused)
+    assert reused.query == "" and second.context.query == "second input"
 
     frozen = FrozenContext(tenant_id="t")
     result = await agent.run("frozen input", context=frozen)
     assert frozen.query == ""
     assert result.context.query == "frozen input"
 
-    preset = AppContext(user_id="u", db=Service(), query="preset")
-    assert (await agent.run("other", context=preset)).context.query == "preset"
+    preset = AppContext(user_id="u", db=Service(), query="the user's original question")
+    assert (await agent.run("a follow-up", context=preset)).context.query == "the user's original question"
 
 
 async def test_no_context_gives_a_fresh_context_per_run() -> None:

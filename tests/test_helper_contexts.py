@@ -236,14 +236,31 @@ async def test_refused_delegation_is_an_error_tool_result_for_the_model() -> Non
 # --- the spec's own ExecutionContext (duck-typed helpers) ------------------------------
 
 
-async def test_spec_execution_context_is_enforced() -> None:
-    """The spec's hand-written `ExecutionContext` gets its override called and its `can_delegate` enforced."""
+async def test_spec_execution_context_gets_its_override_called_but_no_enforcement() -> None:
+    """The spec's hand-written `ExecutionContext` (inheriting only RunContext): the framework calls its
+    `create_child_context()` override, but does not enforce `can_delegate` (one rule: only cogent's helper classes are
+    enforced), so its own tools check it, as the spec's `smart_task` does."""
     seen: list[RunContext] = []
     result = await three_levels(seen).run("q", context=SpecExecutionContext(max_depth=1))
     c = by_agent(seen)
-    assert sorted(c) == ["mid", "root"]
+    assert sorted(c) == ["leaf", "mid", "root"]
     assert c["mid"].depth == 1 and c["mid"].parent_task_id == c["root"].task_id
+    assert c["leaf"].depth == 2 and not c["leaf"].can_delegate
     assert type(c["mid"]) is SpecExecutionContext
+    assert not any(e.kind == "delegation_refused" for e in result.trace[1].children)
+
+
+async def test_inheriting_cogents_execution_context_enforces_the_same_limit() -> None:
+    """The one-line change (inherit `cogent.context.ExecutionContext`) makes the framework refuse the delegation
+    from `depth >= max_depth`."""
+
+    @dataclass
+    class Tracked(ExecutionContext):
+        pass
+
+    seen: list[RunContext] = []
+    result = await three_levels(seen).run("q", context=Tracked(max_depth=1))
+    assert sorted(by_agent(seen)) == ["mid", "root"]
     assert any(e.kind == "delegation_refused" for e in result.trace[1].children)
 
 
@@ -264,24 +281,27 @@ async def test_spec_execution_context_metadata_writes_stay_in_child() -> None:
     assert caller.metadata == {"tenant": "acme"}
 
 
-async def test_spec_smart_task_sees_retry() -> None:
-    """The spec's `smart_task` reports the retry when the framework retries it after `ModelRetry`."""
+async def test_spec_smart_task_sees_retry_with_cogents_execution_context() -> None:
+    """The spec's `smart_task` reports the retry when its context is cogent's `ExecutionContext` (the framework gives
+    the retried call a marked copy); with the spec's hand-written class the fields stay as the caller set them."""
     outcomes: list[str] = []
 
     @tool
-    def flaky(ctx: SpecExecutionContext) -> str:
+    def flaky(ctx: RunContext) -> str:
         """Fail on the first call, then report what `smart_task` would say."""
-        outcome = smart_task.__wrapped__(ctx)
+        outcome = smart_task.__wrapped__(ctx)  # type: ignore[arg-type]
         outcomes.append(outcome)
-        if not ctx.is_retry:
+        if len(outcomes) % 2:
             raise ModelRetry("try again")
         return outcome
 
     agent = Agent(name="a", model=ScriptedModel([ToolCall("flaky", {}), ToolCall("flaky", {}), "done"]), tools=[flaky])
-    result = await agent.run("q", context=SpecExecutionContext())
+    result = await agent.run("q", context=ExecutionContext())
     assert outcomes[0].startswith("Task ") and outcomes[0].endswith("at depth 0 (elapsed: 0.0s)")
     assert outcomes[1] == "Retry attempt #1"
     assert result.context.retry_count == 0 and result.context.is_retry is False
+    await agent.run("q", context=SpecExecutionContext())
+    assert outcomes[3].startswith("Task ")  # no retry copy for a class that only shares the field names
 
 
 # --- retries --------------------------------------------------------------------------

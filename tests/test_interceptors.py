@@ -26,7 +26,7 @@ from cogent import (
     interceptor,
     tool,
 )
-from cogent import _run as run_module
+from cogent._run import execution as execution_module
 from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, UserPrompt
 from cogent.models import ModelRequestParameters
 
@@ -546,7 +546,7 @@ async def test_a_modification_in_a_phase_where_it_has_no_effect_is_an_error(
     """A modify/use_model result returned from a phase it cannot affect raises a UserError naming the right phases."""
     model, _ = recording_model(ToolCall("lookup", {"key": "a"}), "done")
     agent = Agent(name="a", model=model, tools=[Lookup(runs=[]).tool()], interceptors=[returning(phase, result)])
-    with pytest.raises(UserError, match=f"has no effect in {phase.name}"):
+    with pytest.raises(UserError, match=f"in {phase.name}, where it has no effect"):
         await agent.run("go")
 
 
@@ -707,7 +707,7 @@ async def test_a_pre_act_only_interceptor_costs_nothing_in_other_phases(monkeypa
         built.append(fields["phase"])
         return real(**fields)
 
-    monkeypatch.setattr(run_module, "InterceptContext", building)
+    monkeypatch.setattr(execution_module, "InterceptContext", building)
 
     class CountCalls(Interceptor):
         calls = 0

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cogent import Agent, tool
-from cogent.agent import FinalResultEvent, TextDeltaEvent, ToolCallEvent, ToolResultEvent
 from cogent.context import ExecutionContext
+from cogent.events import FinalResultEvent, TextDeltaEvent, ToolCallEvent, ToolResultEvent
 from cogent.exceptions import ModelAPIError, ModelRetry, UserError
 from cogent.messages import ModelResponse, ToolCall, ToolReturn
 from cogent.models import ModelRequestParameters, TextDelta, infer_model

@@ -96,7 +96,7 @@ async def test_a_thousand_concurrent_runs_each_see_only_their_own_context() -> N
     for i, (ctx, result) in enumerate(zip(contexts, results, strict=True)):
         assert result.output == f"user-{i}|user-{i}"
         assert result.context.user_id == f"user-{i}"
-        assert result.context.query == f"request {i}" == ctx.query
+        assert result.context.query == f"request {i}" and ctx.query == ""  # the caller's object is never written
         assert sorted(ctx.scratch) == ["async", "sync"]  # the list is a shared service, written once per tool
 
 

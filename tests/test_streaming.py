@@ -10,7 +10,8 @@ import pytest
 from chat_server import ChatServer, Reply
 
 from cogent import Agent, tool
-from cogent.agent import (
+from cogent.context import ExecutionContext
+from cogent.events import (
     DelegationEndEvent,
     DelegationStartEvent,
     FinalResultEvent,
@@ -19,7 +20,6 @@ from cogent.agent import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from cogent.context import ExecutionContext
 from cogent.exceptions import UsageLimitExceeded
 from cogent.messages import Message, ModelResponse, ToolCall, UserPrompt
 from cogent.models import FunctionModel, ModelRequestParameters, ScriptedModel

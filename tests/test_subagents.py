@@ -91,7 +91,7 @@ def test_subagent_is_offered_as_task_tool() -> None:
     """A subagent appears among the parent's tools, named after it, with one required `task` string."""
     sub = Agent(name="researcher", model=ScriptedModel(["ok"]), description="Researches a topic.")
     parent = Agent(name="lead", model=ScriptedModel(["ok"]), subagents=[sub])
-    (definition,) = parent.tool_definitions()
+    (definition,) = (t.definition for t in parent.tools)
     assert definition.name == "researcher"
     assert definition.description == "Researches a topic."
     schema = definition.parameters_json_schema

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from cogent import Agent, RunContext, tool
-from cogent.agent import FinalResultEvent
 from cogent.context import ExecutionContext
+from cogent.events import FinalResultEvent
 from cogent.exceptions import ToolRetriesExceeded, UsageLimitExceeded
 from cogent.messages import Message, ModelResponse, RetryPrompt, ToolCall, messages_to_json
 from cogent.models import FunctionModel, ModelRequestParameters, ScriptedModel

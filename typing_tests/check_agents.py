@@ -9,7 +9,7 @@ from typing import Any, assert_type
 from pydantic import BaseModel
 
 from cogent import Agent, RunContext, RunResult, ScriptedModel, TestModel
-from cogent.agent import FinalResultEvent, StreamEvent, TextDeltaEvent
+from cogent.events import FinalResultEvent, StreamEvent, TextDeltaEvent
 
 
 @dataclass

@@ -40,10 +40,11 @@ from cogent import (
     format_trace,
     tool,
 )
-from cogent.agent import FinalResultEvent, RunResult, StreamEvent
 from cogent.context import is_secret_name
+from cogent.events import FinalResultEvent, StreamEvent
 from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, UserPrompt, messages_to_json
 from cogent.models import FunctionModel, ModelRequestParameters
+from cogent.result import RunResult
 
 from ._support import Request
 
@@ -228,7 +229,7 @@ def check_requests(scenario: Scenario, ctx: Vault) -> None:
     assert {r.params.agent_name for r in scenario.requests} == {"boss", "helper"}
     for request in scenario.requests:
         assert leaks(request_text(request), ctx) == [], request.params.agent_name
-    for definition in [*scenario.agent.tool_definitions(), *(t.definition for t in scenario.agent.tools)]:
+    for definition in [*(t.definition for t in scenario.agent.tools), *(t.definition for t in scenario.agent.tools)]:
         assert leaks(json.dumps([definition.description, definition.parameters_json_schema]), ctx) == []
 
 

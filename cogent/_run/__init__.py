@@ -1,0 +1,122 @@
+"""The run loop, split by responsibility (each module small and testable on its own):
+
+- `tree`: what a run's executions share (`RunTree`) and the run options (`RunOptions`);
+- `execution`: the turn loop of one agent execution;
+- `phases`: the table phase x interceptor result -> effect, and its dispatch;
+- `tool_calls`: one call from arguments to result, as a typed outcome;
+- `delegation`: a call to a subagent;
+- `approvals`: pending items bound to one call, and the decision;
+- `output`: the final answer; `history`: ids and pairs; `results`: text for the model;
+- `context_rules`: the only reader of the helper contexts' fields;
+- `resume`: checking and claiming a `RunState`.
+
+`run_agent` starts a top-level run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from .._signature import InjectedCall
+from ..context import RunContext
+from ..exceptions import DelegationDepthExceeded, UserError
+from ..result import RunResult, RunState
+from ..usage import Usage
+from . import context_rules, history, resume
+from .execution import Execution
+from .outcomes import Interrupted
+from .tree import RunOptions, RunTree, WorkBudget, enclosing_run
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..events import TraceEvent
+    from ..messages import Message
+
+__all__ = ["RunOptions", "run_agent"]
+
+
+def _coerce_context(agent: Agent[Any, Any], context: Any) -> RunContext:
+    if context is None:
+        return RunContext()
+    if isinstance(context, dict):
+        return RunContext(metadata=dict(context))
+    if not isinstance(context, RunContext):
+        raise UserError(
+            f"Agent {agent.name!r} got context={type(context).__qualname__}; pass a RunContext (or subclass) "
+            "instance, a dict of metadata, or None."
+        )
+    return context
+
+
+async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunOptions) -> RunResult[Any, Any]:  # noqa: A002
+    """Run `agent` as a top-level run (see `Agent.run` for the arguments and errors).
+
+    A run started inside a tool of another run (a nested `agent.run()`) continues that run's
+    depth and shares its bound on model requests.
+    """
+    options.check(agent.name)
+    ctx = _coerce_context(agent, options.context)
+    owner = f"Agent {agent.name!r}.run()"
+    state: RunState | None = None
+    if isinstance(input, RunState):
+        if options.message_history is not None:
+            raise UserError(f"{owner} resumes a RunState, which has its own messages; do not pass message_history.")
+        state = resume.check_state(agent, input)
+        task = state.task
+    elif isinstance(input, str):
+        task = input
+    else:
+        raise UserError(f"{owner} needs a str or a RunState as input, got {type(input).__qualname__}.")
+    messages = history.check_history(options.message_history, owner) if options.message_history is not None else []
+    handler = (
+        InjectedCall(options.approval_handler, owner="The approval_handler", arity=1)
+        if options.approval_handler is not None
+        else None
+    )
+    enclosing = enclosing_run.get(None)
+    tree = RunTree(
+        run_id=state.run_id if state is not None else secrets.token_hex(16),
+        usage=copy.copy(state.usage) if state is not None else Usage(),
+        limits=options.usage_limits,
+        budget=enclosing.budget if enclosing is not None else WorkBudget(limit=options.max_requests),
+        interceptors=tuple(options.interceptors),
+        approval_handler=handler,
+        max_depth=min(options.max_depth, enclosing.max_depth) if enclosing is not None else options.max_depth,
+        emit=options.emit,
+    )
+    depth = 0 if enclosing is None else enclosing.depth + 1
+    if depth > tree.max_depth:
+        raise DelegationDepthExceeded(
+            f"Agent {agent.name!r} was run inside a tool at depth {depth}, beyond max_depth={tree.max_depth}; a "
+            "cycle of nested agent.run() calls? Check the tools that start runs."
+        )
+    if state is not None:
+        await resume.claim(state)
+    exec_ctx = context_rules.execution_copy(ctx, agent, task)
+    trace: list[TraceEvent] = []
+    execution = Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=trace)
+    outcome = await execution.run(state)
+    result_messages: list[Message] = execution.messages
+    if isinstance(outcome, Interrupted):
+        paused = dataclasses.replace(outcome.state, usage=copy.copy(tree.usage))
+        return RunResult(
+            output=None,
+            messages=result_messages,
+            usage=tree.usage,
+            context=exec_ctx,
+            trace=trace,
+            interruptions=paused.interruptions,
+            state=paused,
+            new_message_index=execution.start,
+        )
+    return RunResult(
+        output=outcome.output,
+        messages=result_messages,
+        usage=tree.usage,
+        context=exec_ctx,
+        trace=trace,
+        new_message_index=execution.start,
+    )

@@ -1,0 +1,352 @@
+"""The turn loop: one agent executing one task with one context.
+
+An `Execution` runs the agent's turns (a model request, then its tool calls) until the
+agent has an output, its calls wait for approval, or an interceptor ends it. It returns a
+typed outcome (`Finished` or `Interrupted`); the steps of a turn live in their own modules:
+`tool_calls` (one call, start to end), `delegation` (a call to a subagent), `output` (the
+final answer), `history` (ids and pairs) and `context_rules` (helper fields).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+from ..context import RunContext, _current
+from ..events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, TraceEvent, TraceKind
+from ..exceptions import DeadlineExceeded, MaxTurnsExceeded, UnexpectedModelBehavior
+from ..interceptors import InterceptContext, Phase
+from ..messages import Message, ModelResponse, UserPrompt
+from ..models import Model, ModelRequestParameters, ReasoningDelta, TextDelta
+from ..result import RunState
+from ..tools import AnyTool, ToolDefinition
+from . import context_rules, history, output, tool_calls
+from .outcomes import ExecutionOutcome, Finished, NextTurn, TurnOutcome
+from .phases import End, PhaseOutcome, Plan, UseValue, dispatch
+from .spec import AgentSpec, instructions_for, spec_of
+from .tree import Enclosing, RunTree, enclosing_run
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+__all__ = ["Execution"]
+
+
+class Execution:
+    """One agent executing one task with one context (the top-level run or a delegation)."""
+
+    def __init__(
+        self,
+        agent: Agent[Any, Any],
+        ctx: RunContext,
+        tree: RunTree,
+        task: str,
+        messages: list[Message],
+        *,
+        depth: int,
+        path: tuple[str, ...],
+        trace: list[TraceEvent],
+    ) -> None:
+        self.agent = agent
+        self.spec: AgentSpec = spec_of(agent)
+        self.ctx = ctx
+        self.tree = tree
+        self.task = task
+        self.messages = messages
+        self.start = len(messages)
+        self.depth = depth
+        self.path = path
+        self.trace = trace
+        self.plan: Plan = tree.plan_for(agent, self.spec.plan)
+        self.model: Model = agent.model
+        self.tools: dict[str, AnyTool] = self.spec.tools
+        self.all_definitions: list[ToolDefinition] = self.spec.definitions
+        """Every tool of the execution (its own, its subagents', its toolsets')."""
+        self.definitions = self.all_definitions
+        """What the model is offered (narrowed by a PRE_RUN `modify_tools`)."""
+        self.retries: dict[str, int] = {}
+        self.instructions: str | None = None
+        self.task_id, self.parent_task_id = context_rules.lineage(ctx)
+
+    # --- shared by the step modules --------------------------------------------------
+
+    def record(
+        self,
+        kind: TraceKind,
+        started: float,
+        *,
+        tool_name: str | None = None,
+        call_id: str | None = None,
+        detail: str | None = None,
+        error: BaseException | None = None,
+        decision: Any = None,
+    ) -> TraceEvent:
+        """Append a trace event for a step that started at `started` (perf_counter seconds)."""
+        # `object.__new__` + `__init__` skips the keyword dict a class call builds (one per step).
+        event = object.__new__(TraceEvent)
+        TraceEvent.__init__(
+            event,
+            kind=kind,
+            agent=self.agent.name,
+            depth=self.depth,
+            tool_name=tool_name,
+            call_id=call_id,
+            task_id=self.task_id,
+            parent_task_id=self.parent_task_id,
+            started=started,
+            duration=time.perf_counter() - started,
+            detail=detail,
+            decision=decision,
+            error=error,
+        )
+        self.trace.append(event)
+        return event
+
+    def intercept_context(self, phase: Phase, ctx: RunContext, **fields: Any) -> InterceptContext:
+        """Return what an interceptor sees in `phase`."""
+        return InterceptContext(
+            phase=phase,
+            agent=self.agent,
+            run_context=ctx,
+            task=self.task,
+            messages=self.messages,
+            usage=self.tree.usage,
+            state=self.tree.state,
+            depth=self.depth,
+            **fields,
+        )
+
+    async def phase(self, phase: Phase, ic: InterceptContext) -> PhaseOutcome:
+        """Run `phase`'s handlers on `ic` (see `phases.dispatch`)."""
+        return await dispatch(phase, self.plan[phase], ic, ic.run_context, self._interceptor_failed)
+
+    async def _interceptor_failed(self, exc: Exception, ic: InterceptContext) -> End | UseValue | None:
+        return await self.on_error(exc, ic.run_context, ic.tool_name, ic.tool_call_id, ic.tool_args)
+
+    async def on_error(
+        self,
+        exc: BaseException,
+        ctx: RunContext | None = None,
+        tool_name: str | None = None,
+        tool_call_id: str | None = None,
+        tool_args: dict[str, Any] | None = None,
+    ) -> End | UseValue | None:
+        """Fire ON_ERROR once for `exc` (with the tool's fields for a tool's error); return the
+        recovery it asks for, if any."""
+        if not self.plan[Phase.ON_ERROR] or not self.tree.first_report(exc):
+            return None
+        ic = self.intercept_context(
+            Phase.ON_ERROR,
+            ctx or self.ctx,
+            error=exc,
+            tool_name=tool_name,
+            tool_call_id=tool_call_id,
+            tool_args=tool_args,
+        )
+        outcome = await self.phase(Phase.ON_ERROR, ic)
+        return outcome if isinstance(outcome, End | UseValue) else None
+
+    async def emit(self, event: StreamEvent) -> None:
+        """Send a stream event (only called when the run streams)."""
+        if self.tree.emit is not None:
+            await self.tree.emit(event)
+
+    def note_failure(self, name: str) -> None:
+        """Count a failed call of tool `name` (or the final answer).
+
+        Raises:
+            ToolRetriesExceeded: When its retries are exhausted.
+        """
+        tool_calls.count_failure(self, name)
+
+    async def finish(self, value: Any) -> Finished:
+        """Run POST_RUN on the output and return the execution's outcome.
+
+        An execution ended mid-turn (by an interceptor) drops the calls left without a
+        result, so `messages` stays usable as the next run's history.
+        """
+        last = self.messages[-1] if self.messages else None
+        if isinstance(last, ModelResponse) and last.tool_calls:
+            self.messages = history.repair_pairing(self.messages)
+        if self.plan[Phase.POST_RUN]:
+            ic = self.intercept_context(Phase.POST_RUN, self.ctx, output=value)
+            outcome = await self.phase(Phase.POST_RUN, ic)
+            if not isinstance(outcome, End | UseValue):
+                return Finished(value)
+            value = outcome.output if isinstance(outcome, End) else outcome.value
+        return Finished(value)
+
+    def spawn(
+        self, sub: Agent[Any, Any], ctx: RunContext, task: str, call_id: str, trace: list[TraceEvent]
+    ) -> Execution:
+        """Return the execution of a subagent delegated to by this execution's call `call_id`."""
+        return Execution(sub, ctx, self.tree, task, [], depth=self.depth + 1, path=(*self.path, call_id), trace=trace)
+
+    # --- the execution ---------------------------------------------------------------
+
+    async def run(self, resume: RunState | None = None) -> ExecutionOutcome:
+        """Execute the agent under its context's deadline.
+
+        Raises:
+            DeadlineExceeded: If the context's deadline passes.
+            AgentRunError: And its subclasses, as `Agent.run` documents.
+        """
+        deadline = context_rules.deadline_of(self.ctx)
+        scope = context_rules.deadline_scope(deadline)
+        token = _current.set(self.ctx)
+        enclosing = enclosing_run.set(
+            Enclosing(budget=self.tree.budget, depth=self.depth, max_depth=self.tree.max_depth)
+        )
+        try:
+            with scope:
+                if deadline is not None:
+                    await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
+                outcome = await self._run(resume)
+            if isinstance(scope, anyio.CancelScope) and scope.cancelled_caught:
+                raise DeadlineExceeded(
+                    f"Agent {self.agent.name!r} did not finish before its context's deadline ({deadline}); allow "
+                    "more time or do less per run."
+                )
+            return outcome
+        finally:
+            enclosing_run.reset(enclosing)
+            _current.reset(token)
+
+    async def _run(self, resume: RunState | None) -> ExecutionOutcome:
+        try:
+            if self.spec.toolsets:
+                async with AsyncExitStack() as stack:
+                    await self._open_toolsets(stack)
+                    return await self._turns(resume)
+            return await self._turns(resume)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            recovery = await self.on_error(exc)
+            if recovery is None:
+                raise
+            self.messages = history.repair_pairing(self.messages)
+            return await self.finish(recovery.output if isinstance(recovery, End) else recovery.value)
+
+    async def _open_toolsets(self, stack: AsyncExitStack) -> None:
+        tools = dict(self.tools)
+        for toolset in self.spec.toolsets:
+            for t in await stack.enter_async_context(toolset.open(self.ctx)):
+                if t.name in tools:
+                    raise UnexpectedModelBehavior(
+                        f"Agent {self.agent.name!r} got a tool named {t.name!r} from {toolset!r}, but it already has "
+                        "a tool with that name; give the toolset a prefix (e.g. tool_prefix=...)."
+                    )
+                tools[t.name] = t
+        self.tools = tools
+        self.all_definitions = self.definitions = [t.definition for t in tools.values()]
+
+    async def _turns(self, resume: RunState | None) -> ExecutionOutcome:
+        spec = self.spec
+        self.instructions = await instructions_for(spec, self.ctx)
+        context_rules.check_context(self.agent, self.ctx, tuple(self.tools.values()))
+        if self.plan[Phase.PRE_RUN]:
+            ic = self.intercept_context(Phase.PRE_RUN, self.ctx, tools=self.definitions, model=self.model)
+            outcome = await self.phase(Phase.PRE_RUN, ic)
+            if isinstance(outcome, End | UseValue):
+                return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
+            if ic.messages is not self.messages:
+                self.messages = history.repair_pairing(ic.messages)
+                self.start = len(self.messages)
+            if ic.tools is not self.definitions:
+                self.definitions = list(ic.tools or ())
+            self.model = ic.model or self.model
+        if resume is None:
+            self.messages.append(UserPrompt(content=self.task))
+        else:
+            self.messages = list(resume.messages)
+            self.start = resume.new_message_index
+            last = self.messages[-1]
+            assert isinstance(last, ModelResponse)  # checked by resume.check_state
+            turn = await tool_calls.run_calls(self, last.tool_calls, self._gate(self.definitions), resume)
+            if not isinstance(turn, NextTurn):
+                return turn
+        for _ in range(self.agent.max_turns):
+            turn = await self._turn()
+            if not isinstance(turn, NextTurn):
+                return turn
+        raise MaxTurnsExceeded(
+            f"Agent {self.agent.name!r} made {self.agent.max_turns} model requests without a final answer; raise "
+            "Agent(max_turns=...) or check why the model keeps calling tools."
+        )
+
+    def _gate(self, offered: list[ToolDefinition]) -> frozenset[str] | None:
+        """The names calls are allowed to, when interceptors narrowed what is offered."""
+        if offered is self.all_definitions:
+            return None
+        return frozenset(d.name for d in offered)
+
+    async def _turn(self) -> TurnOutcome:
+        """One model request and its tool calls; return the outcome when the execution ends."""
+        messages, offered, model = self.messages, self.definitions, self.model
+        if self.plan[Phase.PRE_THINK]:
+            ic = self.intercept_context(Phase.PRE_THINK, self.ctx, tools=offered, model=model)
+            outcome = await self.phase(Phase.PRE_THINK, ic)
+            if isinstance(outcome, End | UseValue):
+                return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
+            if ic.messages is not messages:
+                messages = history.repair_pairing(ic.messages)
+            offered = ic.tools if ic.tools is not None else []
+            model = ic.model or model
+        spec = self.spec
+        params = ModelRequestParameters(
+            agent_name=self.agent.name,
+            instructions=self.instructions,
+            tools=offered,
+            output_tools=[spec.output.definition] if spec.output is not None else [],
+            allow_text_output=spec.output is None,
+            parallel_tool_calls=self.agent.parallel_tool_calls,
+        )
+        self.tree.reserve_request()
+        started = time.perf_counter()
+        if self.tree.emit is None:
+            raw = await model.request(messages, params)
+        else:
+            raw = await self._stream_request(model, messages, params)
+        response = history.unique_call_ids(history.check_response(model, raw), self.messages)
+        usage = self.tree.usage
+        usage.input_tokens += response.usage.input_tokens
+        usage.output_tokens += response.usage.output_tokens
+        self.messages.append(response)
+        event = self.record("model_request", started, detail=response.text)
+        event.finish_reason = response.finish_reason
+        event.usage = response.usage
+        if self.plan[Phase.POST_THINK]:
+            ic = self.intercept_context(Phase.POST_THINK, self.ctx, model_response=response)
+            outcome = await self.phase(Phase.POST_THINK, ic)
+            if isinstance(outcome, End | UseValue):
+                return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
+        if response.finish_reason == "length":
+            return await output.truncated(self, response)
+        if response.tool_calls:
+            return await tool_calls.run_calls(self, response.tool_calls, self._gate(offered), None)
+        return await output.text_answer(self, response)
+
+    async def _stream_request(self, model: Model, messages: list[Message], params: ModelRequestParameters) -> Any:
+        response: Any = None
+        stream = model.request_stream(messages, params)
+        try:
+            async for item in stream:
+                if isinstance(item, TextDelta):
+                    await self.emit(TextDeltaEvent(agent=self.agent.name, depth=self.depth, text=item.text))
+                elif isinstance(item, ReasoningDelta):
+                    await self.emit(ReasoningDeltaEvent(agent=self.agent.name, depth=self.depth, text=item.text))
+                else:
+                    response = item
+        finally:  # close the model's stream (and its HTTP response) now, even when cancelled
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+        if response is None:
+            raise UnexpectedModelBehavior(f"Model {model.name!r} ended its stream without a response.")
+        return response
