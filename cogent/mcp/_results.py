@@ -48,7 +48,7 @@ def render_content(blocks: Sequence[ContentBlock]) -> str:
 
     Text blocks (and embedded text resources) are their text as is; binary content,
     which a text-only history cannot carry, becomes a placeholder naming its kind, MIME
-    type and size, e.g. `[image: image/png, 68 bytes, not shown]`; a resource link
+    type and size, e.g. `[image: image/png, 70 bytes, not shown]`; a resource link
     becomes `[resource: <name> <uri>]`.
 
     Args:
