@@ -11,7 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,24 @@ def live_tasks() -> int:
     return len(asyncio.all_tasks())
 
 
+async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    """Wait until `condition()` holds (checked every 20 ms); fail the test after `seconds`."""
+    import anyio
+
+    with anyio.fail_after(seconds):
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 with nothing listening on it (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def record(tmp_path: Path) -> Record:
     """A fresh record file for a stdio server."""
@@ -127,14 +146,11 @@ class HTTPServerProcess:
     record: Record
 
 
-@pytest.fixture(scope="session")
-def http_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HTTPServerProcess]:
-    """Start the HTTP test server once for the session, on a free port of 127.0.0.1."""
-    record = Record(tmp_path_factory.mktemp("mcp-http") / "record.jsonl")
-    process = subprocess.Popen(
-        [sys.executable, HTTP_SCRIPT, str(record.path)], stdout=subprocess.PIPE, text=True
-    )
-    SESSION_PIDS.add(process.pid)
+@contextmanager
+def start_http_server(record_path: Path) -> Iterator[HTTPServerProcess]:
+    """Start the HTTP test server in a subprocess on a free port of 127.0.0.1; stop it on exit."""
+    record = Record(record_path)
+    process = subprocess.Popen([sys.executable, HTTP_SCRIPT, str(record.path)], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         port = int(process.stdout.readline())
@@ -144,6 +160,14 @@ def http_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HTTPServe
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def http_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HTTPServerProcess]:
+    """The HTTP test server, started once for the session."""
+    with start_http_server(tmp_path_factory.mktemp("mcp-http") / "record.jsonl") as started:
+        SESSION_PIDS.add(started.process.pid)
+        yield started
 
 
 @pytest.fixture
