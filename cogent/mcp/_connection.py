@@ -176,9 +176,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
-async def _hold(
-    client: Client, stop: anyio.Event, label: str, *, task_status: anyio.abc.TaskStatus[None]
-) -> None:
+async def _hold(client: Client, stop: anyio.Event, label: str, *, task_status: anyio.abc.TaskStatus[None]) -> None:
     """Keep `client` entered until `stop` is set; log (never raise) a failure after the handshake."""
     started = False
     try:

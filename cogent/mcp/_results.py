@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcp.types import (
@@ -21,16 +21,20 @@ from ._errors import MCPToolError
 __all__ = ["render_content", "tool_output"]
 
 
-def tool_output(result: CallToolResult) -> Any:
+def tool_output(result: CallToolResult, output_schema: Mapping[str, Any] | None = None) -> Any:
     """Return what the model receives for a successful result, or raise for an error result.
 
     - `isError`: raises `MCPToolError` with the server's text, so the model sees
       `"Error: <the server's text>"`, as for a local tool that raised.
-    - `structuredContent`, when present: that value (the run loop sends it as JSON).
+    - `structuredContent`, when present and the content blocks are all text (per the MCP
+      spec, that text is its serialization): the value, which the run loop sends as JSON
+      (a string as is). A value the SDK's servers wrap as `{"result": value}` (their output
+      schema is an object whose only property is `result`) is unwrapped.
     - otherwise the content blocks as text (see `render_content`).
 
     Args:
         result: The server's `CallToolResult`.
+        output_schema: The tool's `outputSchema`, as the server listed it.
 
     Raises:
         MCPToolError: If the result has `isError` set.
@@ -38,9 +42,20 @@ def tool_output(result: CallToolResult) -> Any:
     if result.is_error:
         text = render_content(result.content)
         raise MCPToolError(text or "The MCP tool reported an error without a message.")
-    if result.structured_content is not None:
-        return result.structured_content
-    return render_content(result.content)
+    structured = result.structured_content
+    if structured is None or not all(isinstance(block, TextContent) for block in result.content):
+        return render_content(result.content)
+    if _wraps_result(output_schema) and isinstance(structured, dict) and structured.keys() == {"result"}:
+        return structured["result"]
+    return structured
+
+
+def _wraps_result(schema: Mapping[str, Any] | None) -> bool:
+    """Whether `schema` is the SDK's wrapper for a non-object return value: `{"result": ...}` only."""
+    if schema is None:
+        return False
+    properties = schema.get("properties")
+    return isinstance(properties, Mapping) and list(properties) == ["result"]
 
 
 def render_content(blocks: Sequence[ContentBlock]) -> str:

@@ -95,8 +95,9 @@ class MCPTool(BaseTool):
             ctx: The run context of the call.
 
         Returns:
-            The result for the model: the structured content when the server sent one,
-            else the content as text (see `cogent.mcp` docs for images).
+            The result for the model: the structured content when the server sent one
+            (and only text besides), else the content as text (images as placeholders;
+            see `render_content`).
 
         Raises:
             MCPToolError: If the tool reported an error (`isError`, with the server's
@@ -107,4 +108,4 @@ class MCPTool(BaseTool):
         if callable(check) and not check(self.name):
             raise MCPToolError(f"Tool {self.name!r} is not allowed for the current user; use one of the tools offered.")
         result = await self._connection.call_tool(self.server_tool.name, arguments, meta=request_meta(ctx))
-        return tool_output(result)
+        return tool_output(result, self.server_tool.output_schema)

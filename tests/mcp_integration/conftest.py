@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+import sniffio
 
 from cogent.mcp import MCPServerHTTP, MCPServerStdio
 
@@ -87,8 +90,6 @@ def open_sockets() -> int:
 
 def live_tasks() -> int:
     """The number of tasks of the running event loop (asyncio or trio)."""
-    import sniffio
-
     if sniffio.current_async_library() == "trio":
         import trio
 
@@ -102,18 +103,17 @@ def live_tasks() -> int:
 
 
 async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
-    """Wait until `condition()` holds (checked every 20 ms); fail the test after `seconds`."""
-    import anyio
+    """Wait until `condition()` holds (checked every 20 ms); fail the test after `seconds`.
 
+    The condition is on another process's record file, so there is no event to wait for.
+    """
     with anyio.fail_after(seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polls a file another process writes
             await anyio.sleep(0.02)
 
 
 def free_port() -> int:
     """A port of 127.0.0.1 with nothing listening on it (bound, then released)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -14,16 +14,16 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import echo_model
 
 from cogent import Agent, ExecutionContext, FunctionModel, ScriptedModel, ToolCall, format_trace
 from cogent.core import now_utc
 from cogent.exceptions import DeadlineExceeded
 from cogent.interceptors import InterceptContext, InterceptResult, Phase, ToolGate, interceptor
+from cogent.mcp import MCPServerHTTP, MCPServerStdio
 from cogent.messages import Message, ToolReturn
 from cogent.models import ModelRequestParameters
-from cogent.mcp import MCPServerHTTP, MCPServerStdio
 
-from helpers import echo_model
 from .conftest import HTTPServerProcess, Record, Served, wait_until
 
 pytestmark = [
@@ -81,7 +81,9 @@ async def test_interceptors_apply_to_mcp_tools(served: Served) -> None:
         return InterceptResult.stop("blocked by policy") if call.tool_name == "echo" else InterceptResult.ok()
 
     agent = Agent(
-        name="mcp", model=echo_model(ToolCall(name="echo", arguments={"text": "x"})), tools=[served.server],
+        name="mcp",
+        model=echo_model(ToolCall(name="echo", arguments={"text": "x"})),
+        tools=[served.server],
         interceptors=[block],
     )
     result = await agent.run("go")
@@ -114,7 +116,8 @@ async def test_the_tool_gate_and_can_use_tool_hide_mcp_tools_from_the_model(serv
 async def test_a_deadline_cancels_the_mcp_call_on_the_server(served: Served) -> None:
     """A run whose deadline passes during an MCP call raises DeadlineExceeded and the server sees the cancellation."""
     agent = Agent(
-        name="mcp", model=ScriptedModel([ToolCall(name="slow", arguments={"seconds": 30}), "done"]),
+        name="mcp",
+        model=ScriptedModel([ToolCall(name="slow", arguments={"seconds": 30}), "done"]),
         tools=[served.server],
     )
     context = UserContext(deadline=now_utc() + timedelta(seconds=0.5))

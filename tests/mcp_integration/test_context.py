@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from cogent import DelegationContext, ExecutionContext, RunContext, TaskContext
@@ -34,7 +35,9 @@ def cogent_meta(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k.startswith("cogent/")}
 
 
-async def run_users_concurrently(server: MCPServerHTTP | MCPServerStdio, users: list[UserContext]) -> dict[str, list[str]]:
+async def run_users_concurrently(
+    server: MCPServerHTTP | MCPServerStdio, users: list[UserContext]
+) -> dict[str, list[str]]:
     """Open the server for each user's execution at once and call whoami three times each, interleaved."""
     seen: dict[str, list[str]] = {u.user_id: [] for u in users}
     all_open = anyio.Event()
@@ -50,7 +53,7 @@ async def run_users_concurrently(server: MCPServerHTTP | MCPServerStdio, users: 
             whoami = tool(tools, "whoami")
             for _ in range(3):
                 seen[ctx.user_id].append(await whoami.execute({}, ctx))
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
         for user in users:

@@ -79,10 +79,8 @@ async def test_a_server_that_exits_at_start_is_a_connection_error() -> None:
 
 async def test_a_server_that_never_answers_the_handshake_times_out() -> None:
     """A subprocess that never speaks MCP gives MCPConnectionError after connect_timeout, and is stopped."""
-    server = MCPServerStdio(
-        sys.executable, ["-c", "import time; time.sleep(60)"], name="mute", connect_timeout=0.5
-    )
-    with pytest.raises(MCPConnectionError, match="did not complete the MCP handshake within 0.5 seconds"):
+    server = MCPServerStdio(sys.executable, ["-c", "import time; time.sleep(60)"], name="mute", connect_timeout=0.5)
+    with pytest.raises(MCPConnectionError, match=r"did not complete the MCP handshake within 0\.5 seconds"):
         async with server.open(RunContext()):
             pass
 
@@ -164,7 +162,8 @@ async def test_concurrent_calls_on_one_connection_fail_independently(served: Ser
 
 
 async def test_nothing_leaks_after_successful_failed_and_cancelled_executions(served: Served) -> None:
-    """After executions that succeed, fail to connect and are cancelled, the task, socket and process counts are back."""
+    """After executions that succeed, fail to connect or are cancelled, the task, socket and process counts are back."""
+
     async def exercise() -> None:
         async with served.server.open(RunContext()) as tools:
             await tool(tools, "echo").execute({"text": "x"}, RunContext())  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from cogent import RunContext
 from cogent.exceptions import UserError
 from cogent.mcp import MCPServerHTTP, MCPServerStdio, MCPTool, MCPToolError
 
-from .conftest import Record, Served, STDIO_SCRIPT
+from .conftest import STDIO_SCRIPT, Record, Served
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,18 @@ async def test_tools_are_offered_with_the_servers_names_descriptions_and_schemas
     """Each server tool becomes an MCPTool whose definition is the server's name, description and input schema."""
     async with served.server.open(RunContext()) as tools:
         found = by_name(tools)
-    assert set(found) == {"echo", "add", "picture", "whoami", "fail", "protocol_error", "malformed", "slow", "pid"}
+    assert set(found) == {
+        "echo",
+        "add",
+        "picture",
+        "wrapped",
+        "whoami",
+        "fail",
+        "protocol_error",
+        "malformed",
+        "slow",
+        "pid",
+    }
     echo = found["echo"].definition
     assert echo.name == "echo"
     assert echo.description == "Echo the text back."
@@ -47,6 +58,7 @@ async def test_text_structured_and_image_results_reach_the_model_as_documented(s
         assert await found["echo"].execute({"text": "héllo"}, ctx) == "echo: héllo"
         assert await found["add"].execute({"a": 2, "b": 40}, ctx) == {"sum": 42}
         assert await found["picture"].execute({}, ctx) == "A red dot:\n[image: image/png, 70 bytes, not shown]"
+        assert await found["wrapped"].execute({}, ctx) == "plain text"
 
 
 async def test_an_is_error_result_raises_with_the_servers_text(served: Served) -> None:
@@ -96,7 +108,9 @@ async def test_the_prefix_renames_the_tools_the_model_sees_but_calls_the_server_
         (lambda name: name.startswith("e"), {"echo"}),
     ],
 )
-async def test_requires_approval_by_flag_names_or_predicate(stdio_args: list[str], rule: object, expected: set[str]) -> None:
+async def test_requires_approval_by_flag_names_or_predicate(
+    stdio_args: list[str], rule: object, expected: set[str]
+) -> None:
     """requires_approval marks every tool, the named server tools, or those the predicate picks."""
     server = MCPServerStdio(sys.executable, stdio_args, tool_prefix="x_", requires_approval=rule)  # type: ignore[arg-type]
     async with server.open(RunContext()) as tools:
@@ -174,7 +188,7 @@ async def test_without_async_with_each_execution_opens_and_closes_its_own(stdio_
 
 
 async def test_a_tool_used_after_its_execution_ended_fails_clearly(served: Served) -> None:
-    """Calling an MCPTool after the execution that opened it ended raises MCPToolError saying the connection is closed."""
+    """Calling an MCPTool after its execution ended raises MCPToolError saying the connection is closed."""
     async with served.server.open(RunContext()) as tools:
         echo = by_name(tools)["echo"]
     with pytest.raises(MCPToolError, match="is closed"):

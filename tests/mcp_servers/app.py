@@ -7,11 +7,11 @@ running tool handler is cancelled. The tests read that file to see exactly what 
 the process boundary.
 
 Tools: `echo(text)`, `add(a, b)` (structured content with an output schema), `picture()`
-(text and an image), `whoami()` (the credential this request came with: the
-`Authorization` header over HTTP, the `MCP_TEST_TOKEN` environment variable over stdio),
-`fail()` (an `isError` result), `protocol_error()` (a JSON-RPC error), `malformed()` (a
-result that breaks the MCP schema), `slow(seconds)` (sleeps; records its cancellation),
-`pid()` (the server's process id).
+(text and an image), `wrapped()` (a string as `{"result": ...}` structured content),
+`whoami()` (the credential this request came with: the `Authorization` header over HTTP,
+the `MCP_TEST_TOKEN` environment variable over stdio), `fail()` (an `isError` result),
+`protocol_error()` (a JSON-RPC error), `malformed()` (a result that breaks the MCP schema),
+`slow(seconds)` (sleeps; records its cancellation), `pid()` (the server's process id).
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
-RED_DOT_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
-)
+RED_DOT_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 
 _OBJECT = "object"
 
@@ -50,6 +48,12 @@ TOOLS = [
         output_schema=_schema({"sum": {"type": "integer"}}, ["sum"]),
     ),
     types.Tool(name="picture", description="Draw a red dot.", input_schema=_schema()),
+    types.Tool(
+        name="wrapped",
+        description="A string result, wrapped as the SDK's MCPServer wraps non-object results.",
+        input_schema=_schema(),
+        output_schema=_schema({"result": {"type": "string"}}, ["result"]),
+    ),
     types.Tool(name="whoami", description="Say which credential the request came with.", input_schema=_schema()),
     types.Tool(name="fail", description="Always report an error.", input_schema=_schema()),
     types.Tool(name="protocol_error", description="Answer with a JSON-RPC error.", input_schema=_schema()),
@@ -93,6 +97,10 @@ def build(record_path: str) -> Server[Any]:
                     types.TextContent(type="text", text="A red dot:"),
                     types.ImageContent(type="image", data=RED_DOT_PNG, mime_type="image/png"),
                 ]
+            )
+        if params.name == "wrapped":
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text="plain text")], structured_content={"result": "plain text"}
             )
         if params.name == "whoami":
             if ctx.request is not None:
