@@ -25,16 +25,12 @@ except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra
     raise ImportError('cogent.mcp needs the MCP SDK; install it with: pip install "cogent-context[mcp]"') from _exc
 
 from ._errors import MCPConnectionError, MCPToolError
-from ._meta import DEPTH_KEY, PARENT_TASK_ID_KEY, TASK_ID_KEY, TRACE_KEYS, request_meta
+from ._meta import request_meta
 from ._results import render_content
 from ._server import ApprovalRule, HeadersSource, MCPServer, MCPServerHTTP, MCPServerStdio
 from ._tool import MCPTool
 
 __all__ = [
-    "DEPTH_KEY",
-    "PARENT_TASK_ID_KEY",
-    "TASK_ID_KEY",
-    "TRACE_KEYS",
     "ApprovalRule",
     "HeadersSource",
     "MCPConnectionError",

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..context import DelegationContext, RunContext, TaskContext
 
-__all__ = ["DEPTH_KEY", "PARENT_TASK_ID_KEY", "TASK_ID_KEY", "TRACE_KEYS", "request_meta"]
+__all__ = ["request_meta"]
 
 TASK_ID_KEY = "cogent/task_id"
 """The `_meta` key of the execution's task id."""

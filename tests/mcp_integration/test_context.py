@@ -12,11 +12,15 @@ import pytest
 
 from cogent import DelegationContext, ExecutionContext, RunContext, TaskContext
 from cogent.exceptions import UserError
-from cogent.mcp import DEPTH_KEY, PARENT_TASK_ID_KEY, TASK_ID_KEY, MCPServerHTTP, MCPServerStdio, request_meta
+from cogent.mcp import MCPServerHTTP, MCPServerStdio, request_meta
 
 from .conftest import HTTPServerProcess, Record, Served
 
 pytestmark = pytest.mark.anyio
+
+TASK_ID_KEY = "cogent/task_id"
+PARENT_TASK_ID_KEY = "cogent/parent_task_id"
+DEPTH_KEY = "cogent/depth"
 
 
 @dataclass
