@@ -33,6 +33,7 @@ USER_MODULES = [
     "cogent.interceptors",
     "cogent.models",
     "cogent.models.openai",
+    "cogent.mcp",
     "cogent.messages",
     "cogent.usage",
     "cogent.exceptions",

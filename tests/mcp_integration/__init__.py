@@ -1,0 +1,1 @@
+"""Tests of `cogent.mcp` against real MCP servers (stdio subprocesses and streamable HTTP)."""
