@@ -174,6 +174,7 @@ class _CountingServer(ThreadingHTTPServer):
 def _handler_class(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes on kept-alive connections
 
         def log_message(self, format: str, *args: Any) -> None:
             """Keep the test output quiet."""

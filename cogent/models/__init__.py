@@ -4,14 +4,15 @@
 and deterministically; `cogent.models.openai.OpenAIModel` speaks the Chat Completions
 API (install `cogent-context[openai]`) and `cogent.models.anthropic.AnthropicModel` the
 Anthropic Messages API (install `cogent-context[anthropic]`). `close_loop_resources()`
-closes the HTTP clients models opened on the running event loop.
+closes the HTTP clients models opened on the running event loop, and
+`register_loop_cleanup()` lets a model of your own close its clients with them.
 """
 
 from __future__ import annotations
 
 from ._base import Model, ModelRequestParameters, ReasoningDelta, TextDelta
 from ._infer import infer_model
-from ._loop import close_loop_resources
+from ._loop import close_loop_resources, register_loop_cleanup
 from ._offline import FunctionModel, ScriptedModel, TestModel
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "TextDelta",
     "close_loop_resources",
     "infer_model",
+    "register_loop_cleanup",
 ]

@@ -125,6 +125,7 @@ class OpenAIModel(Model):
         self.settings = settings if settings is not None else OpenAISettings()
         retries = self.settings.max_retries
         self._clients: LoopClients[AsyncOpenAI] | None = None
+        self._client: AsyncOpenAI | None = None
         if client is not None:
             if base_url is not None or api_key is not None:
                 raise UserError(
@@ -156,7 +157,6 @@ class OpenAIModel(Model):
                 "environment variable, or pass client=openai.AsyncOpenAI(...). Local OpenAI-compatible "
                 f"servers accept any key, e.g. api_key='unused'. (The openai SDK said: {exc})"
             ) from exc
-        self._client = first
         self.base_url = str(first.base_url)
         self._clients = LoopClients(new_client, AsyncOpenAI.close)
         self._clients.adopt(first)
@@ -166,7 +166,10 @@ class OpenAIModel(Model):
 
     def _current_client(self) -> AsyncOpenAI:
         """The client for the running event loop (the passed client, or this loop's own)."""
-        return self._client if self._clients is None else self._clients.get()
+        if self._clients is not None:
+            return self._clients.get()
+        assert self._client is not None  # one of the two is set in __init__
+        return self._client
 
     async def aclose(self) -> None:
         """Close the client this model opened on the running event loop (never a passed `client=`).
