@@ -112,6 +112,11 @@ class ChatServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        """The server's root URL (the Anthropic SDK adds `/v1/messages` itself)."""
+        return self.base_url.removesuffix("/v1")
+
     def model(self, **settings: Any) -> OpenAIModel:
         """Return an `OpenAIModel` for this server (no SDK retries unless `max_retries=` is given)."""
         settings.setdefault("max_retries", 0)
@@ -181,7 +186,7 @@ def _handler_class(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             text = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
-            if self.path != "/v1/chat/completions":
+            if self.path not in ("/v1/chat/completions", "/v1/messages"):
                 self._json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
                 return
             body = json.loads(text)

@@ -47,7 +47,7 @@ def infer_model(model: Model | str) -> Model:
     if prefix is None or not name:
         raise UserError(
             f"Unknown model {model!r}; pass a Model instance, 'test', 'openai:<model name>' (e.g. "
-            "'openai:gpt-4o-mini') or 'anthropic:<model name>' (e.g. 'anthropic:claude-sonnet-4-5')."
+            "'openai:gpt-4o-mini') or 'anthropic:<model name>' (e.g. 'anthropic:claude-sonnet-5')."
         )
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(prefix)))
     return _shared_model(provider, name, environment)
