@@ -342,6 +342,7 @@ def test_import_cogent_does_not_import_the_sdks() -> None:
 
 def test_successive_event_loops_leave_no_clients_or_sockets() -> None:
     """Runs on 40 successive event loops, each closed as run_sync closes it, keep sockets and clients flat."""
+
     def live_clients() -> int:
         gc.collect()
         return sum(1 for o in gc.get_objects() if isinstance(o, anthropic.AsyncAnthropic))
@@ -376,3 +377,48 @@ async def test_async_with_closes_the_connection(server: ChatServer) -> None:
             async with AnthropicModel(MODEL, client=client) as passed:
                 await passed.request([UserPrompt(content="Hi")], PARAMS)
             assert not client.is_closed()
+
+
+@pytest.mark.anyio
+async def test_settings_reach_the_request(server: ChatServer) -> None:
+    """Token cap, sampling, stop sequences, thinking, extra body and headers are sent with the request."""
+    server.script = [answer(FINAL)]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    model = claude(
+        server,
+        max_tokens=2048,
+        temperature=0.5,
+        top_k=5,
+        stop_sequences=["END"],
+        thinking=thinking,
+        extra_body={"metadata": {"user_id": "u1"}},
+        extra_headers={"anthropic-beta": "test-beta"},
+    )
+    await model.request([UserPrompt(content="Hi")], PARAMS)
+    (request,) = server.requests
+    expected = {"max_tokens": 2048, "temperature": 0.5, "top_k": 5, "stop_sequences": ["END"], "thinking": thinking}
+    assert {k: request[k] for k in expected} == expected
+    assert request["metadata"] == {"user_id": "u1"}
+    assert "anthropic-beta: test-beta" in server.raw[0].lower()
+
+
+@pytest.mark.anyio
+async def test_the_example_runs_with_the_anthropic_provider(
+    server: ChatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`examples/openai_compatible.py --provider anthropic` runs its tool through the Messages API."""
+    from examples.openai_compatible import main
+
+    call = {"type": "tool_use", "id": "toolu_1", "name": "order_status", "input": {"order_id": "A100"}}
+    server.script = [
+        answer(message([call], "tool_use")),
+        answer(message([{"type": "text", "text": "Shipped."}], "end_turn")),
+    ]
+    await main(
+        ["--provider", "anthropic", "--base-url", server.root_url, "--model", "claude-sonnet-5", "--api-key", "k"]
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        "Shipped.",
+        "usage: 2 requests, 120 input + 40 output tokens, 1 tool calls",
+    ]
+    assert server.requests[1]["messages"][-1]["content"][0]["content"] == "Order A100: shipped on Monday."

@@ -71,11 +71,12 @@ class AnthropicSettings:
     max_tokens: int = 4096
     """Cap on the tokens generated per response (the Messages API requires one)."""
     temperature: float | None = None
-    """Sampling temperature (0 to 1)."""
+    """Sampling temperature (0 to 1), sent in the request body (the SDK has no parameter for it;
+    models that do not accept sampling settings refuse it)."""
     top_p: float | None = None
-    """Nucleus sampling probability mass."""
+    """Nucleus sampling probability mass (sent as `temperature` is)."""
     top_k: int | None = None
-    """Sample only from the `top_k` most likely tokens."""
+    """Sample only from the `top_k` most likely tokens (sent as `temperature` is)."""
     stop_sequences: list[str] | None = None
     """Sequences at which the model stops generating."""
     thinking: dict[str, Any] | None = None
@@ -251,14 +252,13 @@ class AnthropicModel(Model):
                 choice["disable_parallel_tool_use"] = True
             if choice != {"type": "auto"}:
                 kwargs["tool_choice"] = choice
+        sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
+        body = {**{k: v for k, v in sampling.items() if v is not None}, **s.extra_body}  # no SDK parameters
         for name, value in (
-            ("temperature", s.temperature),
-            ("top_p", s.top_p),
-            ("top_k", s.top_k),
             ("stop_sequences", s.stop_sequences),
             ("thinking", s.thinking),
             ("timeout", s.timeout),
-            ("extra_body", s.extra_body or None),
+            ("extra_body", body or None),
             ("extra_headers", s.extra_headers or None),
         ):
             if value is not None:
