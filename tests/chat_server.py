@@ -3,8 +3,9 @@
 It listens on 127.0.0.1 (a free port) in a background thread, answers
 `POST /v1/chat/completions` with scripted replies (as one JSON body, or as
 server-sent events when the request says `"stream": true`), and records every request.
-`Raw` replays a recorded answer byte for byte (status, content type, body or event
-stream), and the server counts the connections it accepted and still holds open.
+`Raw` replays a recorded answer as it is (status, content type, body or event stream), on
+that path or on `POST /v1/messages` (the Anthropic Messages API, for which `root_url` is the
+base URL), and the server counts the connections it accepted and still holds open.
 
 ```python
 with ChatServer() as server:

@@ -26,7 +26,7 @@ from cogent import Agent, tool
 from cogent.agent import FinalResultEvent, TextDeltaEvent
 from cogent.exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
 from cogent.messages import ModelResponse, Reasoning, ToolCall, ToolReturn, UserPrompt
-from cogent.models import ModelRequestParameters, ReasoningDelta, TextDelta
+from cogent.models import FunctionModel, ModelRequestParameters, ReasoningDelta, TextDelta
 
 pytestmark = pytest.mark.anyio
 
@@ -341,3 +341,11 @@ async def test_reasoning_from_another_provider_is_not_sent(server: ChatServer) -
     ]
     await server.model().request(history, PARAMS)
     assert "secret thought" not in json.dumps(server.requests[0])
+
+
+async def test_the_default_stream_yields_reasoning_then_text() -> None:
+    """A model without its own streaming yields its reasoning, then its text, then the response."""
+    reply = ModelResponse(text="answer", reasoning=[Reasoning(text="thought", provider_field="reasoning")])
+    model = FunctionModel(lambda messages, info: reply)
+    items = [i async for i in model.request_stream([UserPrompt(content="Hi")], PARAMS)]
+    assert items == [ReasoningDelta("thought"), TextDelta("answer"), reply]

@@ -152,7 +152,3 @@ class LoopClients(Generic[C]):
         """Drop the clients of loops that have ended (they can no longer be closed properly)."""
         for token in [t for t in list(self._by_loop) if _loop_finished(t)]:
             self._by_loop.pop(token, None)
-
-    def __len__(self) -> int:
-        """The number of event loops that currently have a client."""
-        return len(self._by_loop)
