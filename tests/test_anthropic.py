@@ -23,7 +23,7 @@ from chat_server import ChatServer, Raw
 from cogent import Agent, tool
 from cogent.agent import FinalResultEvent, TextDeltaEvent
 from cogent.exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
-from cogent.messages import ModelResponse, Reasoning, ToolReturn, UserPrompt
+from cogent.messages import ModelResponse, Reasoning, ToolCall, ToolReturn, UserPrompt
 from cogent.models import ModelRequestParameters, ReasoningDelta, close_loop_resources, infer_model
 from cogent.models.anthropic import AnthropicModel, AnthropicSettings
 
@@ -422,3 +422,16 @@ async def test_the_example_runs_with_the_anthropic_provider(
         "usage: 2 requests, 120 input + 40 output tokens, 1 tool calls",
     ]
     assert server.requests[1]["messages"][-1]["content"][0]["content"] == "Order A100: shipped on Monday."
+
+
+@pytest.mark.anyio
+async def test_a_history_tool_call_without_id_is_refused(server: ChatServer) -> None:
+    """A hand-built history whose tool call has no id is a `UserError`, not a request the API would refuse."""
+    history = [
+        UserPrompt(content="Hi"),
+        ModelResponse(tool_calls=[ToolCall("get_weather", {"city": "Paris"})]),
+        ToolReturn(tool_name="get_weather", tool_call_id="x", content="sunny"),
+    ]
+    with pytest.raises(UserError, match="no id"):
+        await claude(server).request(history, PARAMS)
+    assert server.requests == []

@@ -18,6 +18,7 @@ from typing import Any
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
+from ..exceptions import UserError
 from ..messages import (
     FinishReason,
     Message,
@@ -206,6 +207,11 @@ def _assistant(response: ModelResponse) -> list[dict[str, Any]]:
     if response.text:
         blocks.append({"type": "text", "text": response.text})
     for call in response.tool_calls:
+        if call.id is None:
+            raise UserError(
+                f"A tool call to {call.name!r} in the message history has no id, so its result cannot be "
+                "matched to it; give every ToolCall in a hand-built history the id its ToolReturn answers."
+            )
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _input(call)})
     return blocks
 
@@ -215,6 +221,9 @@ def map_messages(messages: list[Message], instructions: str | None) -> tuple[str
 
     Consecutive user-side entries (tool results, retry prompts, user text) form one user turn,
     tool results first, as the API requires after parallel tool calls.
+
+    Raises:
+        UserError: If a tool call in the history has no id.
     """
     system = [instructions] if instructions else []
     turns: list[dict[str, Any]] = []

@@ -191,6 +191,7 @@ class AnthropicModel(Model):
             ModelAPIError: If the API answers with an error or cannot be reached (after the
                 SDK's retries).
             UnexpectedModelBehavior: If the answer is not a Messages API message.
+            UserError: If a tool call in the history has no id.
         """
         try:
             message = await self._current_client().messages.create(**self._request_kwargs(messages, params))
