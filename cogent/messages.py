@@ -93,6 +93,10 @@ class Reasoning:
     provider_field: str | None = None
     """Where the provider put it (`"reasoning_content"`, `"reasoning"`, `"thinking"`), so it is sent
     back in the same place."""
+    provider_data: dict[str, Any] | None = None
+    """The provider's own record of this reasoning when text and signature do not capture it
+    (an OpenRouter `reasoning_details` item, a Gemini thought signature with the tool call it
+    belongs to), sent back unchanged."""
 
 
 @dataclass(kw_only=True, slots=True)

@@ -3,6 +3,9 @@
 It listens on 127.0.0.1 (a free port) in a background thread, answers
 `POST /v1/chat/completions` with scripted replies (as one JSON body, or as
 server-sent events when the request says `"stream": true`), and records every request.
+`Raw` replays a recorded answer as it is (status, content type, body or event stream), on
+that path or on `POST /v1/messages` (the Anthropic Messages API, for which `root_url` is the
+base URL), and the server counts the connections it accepted and still holds open.
 
 ```python
 with ChatServer() as server:
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,7 +66,24 @@ class ErrorReply:
     retry_after_ms: int | None = None
 
 
-ScriptItem = Reply | ErrorReply | Callable[[dict[str, Any]], "Reply | ErrorReply"]
+@dataclass(kw_only=True)
+class Raw:
+    """A recorded answer, sent as it is: any status, content type and body."""
+
+    body: str | dict[str, Any]
+    """The body: text as it is, or a JSON object (serialized)."""
+    status: int = 200
+    content_type: str = "application/json"
+
+
+def events(*items: dict[str, Any] | str) -> Raw:
+    """A recorded event stream: each dict becomes a `data:` event, each str is sent as it is."""
+    text = "".join(f"data: {json.dumps(i)}\n\n" if isinstance(i, dict) else i for i in items)
+    return Raw(body=text, content_type="text/event-stream")
+
+
+Answer = Reply | ErrorReply | Raw
+ScriptItem = Answer | Callable[[dict[str, Any]], Answer]
 
 
 class ChatServer:
@@ -80,14 +101,22 @@ class ChatServer:
         """Every request as received: request line, headers and body text."""
         self.pauses_released: list[bool] = []
         """Per paused stream: whether the pause event was set (rather than timing out)."""
+        self.connections_accepted = 0
+        """How many TCP connections clients opened to the server."""
+        self._open = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._httpd = _CountingServer(("127.0.0.1", 0), _handler_class(self), self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The server's root URL (the Anthropic SDK adds `/v1/messages` itself)."""
+        return self.base_url.removesuffix("/v1")
 
     def model(self, **settings: Any) -> OpenAIModel:
         """Return an `OpenAIModel` for this server (no SDK retries unless `max_retries=` is given)."""
@@ -103,7 +132,21 @@ class ChatServer:
         self._httpd.server_close()
         self._thread.join()
 
-    def _next(self, body: dict[str, Any], raw: str) -> Reply | ErrorReply:
+    @property
+    def connections_open(self) -> int:
+        """How many connections are open right now (accepted and not yet closed by either side)."""
+        with self._lock:
+            return self._open
+
+    def wait_connections_open(self, at_most: int, timeout: float = 5.0) -> int:
+        """Wait until at most `at_most` connections are open (the server notices a close a moment
+        after the client makes it); return the number open then."""
+        deadline = time.monotonic() + timeout
+        while self.connections_open > at_most and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.connections_open
+
+    def _next(self, body: dict[str, Any], raw: str) -> Answer:
         with self._lock:
             self.requests.append(body)
             self.raw.append(raw)
@@ -113,21 +156,45 @@ class ChatServer:
         return item(body) if callable(item) else item
 
 
+class _CountingServer(ThreadingHTTPServer):
+    """A threading HTTP server that counts the connections it accepts and closes."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: ChatServer) -> None:
+        self.owner = owner
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.owner._lock:
+            self.owner.connections_accepted += 1
+            self.owner._open += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        with self.owner._lock:
+            self.owner._open -= 1
+
+
 def _handler_class(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes on kept-alive connections
 
         def log_message(self, format: str, *args: Any) -> None:
             """Keep the test output quiet."""
 
         def do_POST(self) -> None:
             text = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
-            if self.path != "/v1/chat/completions":
+            if self.path not in ("/v1/chat/completions", "/v1/messages"):
                 self._json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
                 return
             body = json.loads(text)
             reply = server._next(body, f"{self.requestline}\n{self.headers}\n{text}")
-            if isinstance(reply, ErrorReply):
+            if isinstance(reply, Raw):
+                self._raw(reply)
+            elif isinstance(reply, ErrorReply):
                 headers = {"retry-after-ms": str(reply.retry_after_ms)} if reply.retry_after_ms is not None else {}
                 error = {"message": reply.message, "type": "invalid_request_error", "code": None, "param": None}
                 self._json(reply.status, {"error": error}, headers)
@@ -149,21 +216,53 @@ def _handler_class(server: ChatServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _stream(self, reply: Reply, *, include_usage: bool) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("connection", "close")  # the stream's end is the connection's end
+        def _raw(self, reply: Raw) -> None:
+            if isinstance(reply.body, str) and reply.content_type == "text/event-stream":
+                self._start_stream(reply.status)
+                self._send_event(reply.body)
+                self._end_stream()
+                return
+            data = (reply.body if isinstance(reply.body, str) else json.dumps(reply.body)).encode()
+            self.send_response(reply.status)
+            self.send_header("content-type", reply.content_type)
+            self.send_header("content-length", str(len(data)))
+            if not server.keep_alive:
+                self.send_header("connection", "close")
+                self.close_connection = True
             self.end_headers()
+            self.wfile.write(data)
+
+        def _start_stream(self, status: int = 200) -> None:
+            """Start an event stream: chunked when connections are kept alive, else ended by closing."""
+            self.send_response(status)
+            self.send_header("content-type", "text/event-stream")
+            if server.keep_alive:
+                self.send_header("transfer-encoding", "chunked")
+            else:
+                self.send_header("connection", "close")  # the stream's end is the connection's end
+                self.close_connection = True
+            self.end_headers()
+
+        def _send_event(self, text: str) -> None:
+            data = text.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if server.keep_alive else data)
+            self.wfile.flush()
+
+        def _end_stream(self) -> None:
+            if server.keep_alive:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+        def _stream(self, reply: Reply, *, include_usage: bool) -> None:
+            self._start_stream()
             pause = reply.pause
             for chunk in _chunks(reply, include_usage=include_usage):
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
+                self._send_event(f"data: {json.dumps(chunk)}\n\n")
                 if pause is not None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                     server.pauses_released.append(pause.wait(10))
                     pause = None
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-            self.close_connection = True
+            self._send_event("data: [DONE]\n\n")
+            self._end_stream()
 
     return Handler
 

@@ -457,3 +457,18 @@ async def test_the_openai_compatible_example(
     ]
     assert server.requests[1]["messages"][-1]["content"] == "Order A100: shipped on Monday."
     assert server.requests[0]["messages"][0]["content"].startswith("You help Ada with their orders.")
+
+
+def test_the_example_reports_an_unreachable_server_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The example prints one line naming the problem, with its `python -m` name, and exits with status 1."""
+    from examples.openai_compatible import cli
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert cli(["--model", "m", "--api-key", "k", "--base-url", f"http://127.0.0.1:{port}/v1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("python -m examples.openai_compatible: error: The server at http://127.0.0.1:")
+    assert "could not be reached" in captured.err
+    assert captured.err.count("\n") == 1

@@ -1,16 +1,17 @@
-"""The `Model` interface and model-string resolution."""
+"""The `Model` interface: requests, streamed deltas, and the model's life cycle."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
 
-from ..exceptions import UserError
 from ..messages import Message, ModelResponse
 from ..tools import ToolDefinition
 
-__all__ = ["Model", "ModelRequestParameters", "ReasoningDelta", "TextDelta", "infer_model"]
+__all__ = ["Model", "ModelRequestParameters", "ReasoningDelta", "TextDelta"]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -48,7 +49,12 @@ class ReasoningDelta:
 
 
 class Model(ABC):
-    """A language model the run loop can ask for responses."""
+    """A language model the run loop can ask for responses.
+
+    A model that opens connections (a provider's HTTP client) releases them in `aclose()`;
+    `async with model:` calls it on exit. The base class holds nothing, so its `aclose()`
+    does nothing. A model stays usable after `aclose()`: the next request opens what it needs.
+    """
 
     name: str = "model"
     """The model's name, as recorded in responses and traces."""
@@ -70,44 +76,31 @@ class Model(ABC):
     ) -> AsyncIterator[TextDelta | ReasoningDelta | ModelResponse]:
         """Yield text (and reasoning) deltas as they arrive, then the complete response last.
 
-        The default calls `request()` and yields its text as one delta.
+        The default calls `request()` and yields its reasoning and its text as one delta each.
 
         Args:
             messages: As for `request()`.
             params: As for `request()`.
         """
         response = await self.request(messages, params)
+        for reasoning in response.reasoning:
+            if reasoning.text:
+                yield ReasoningDelta(reasoning.text)
         if response.text:
             yield TextDelta(response.text)
         yield response
 
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook: most models hold nothing
+        """Release what the model holds on the running event loop (HTTP clients, sockets).
 
-def infer_model(model: Model | str) -> Model:
-    """Return `model`, or the model a model string names.
+        The default does nothing. Providers close the clients they created (never a client
+        you passed in); the model stays usable, and a later request opens a new client.
+        """
 
-    `"test"` gives a `TestModel`; `"openai:<name>"` an `OpenAIModel` configured from
-    `OPENAI_API_KEY` / `OPENAI_BASE_URL` as the `openai` SDK reads them.
+    async def __aenter__(self) -> Self:
+        return self
 
-    Args:
-        model: A `Model` or a model string.
-
-    Raises:
-        UserError: If the string names no known provider, or `OPENAI_API_KEY` is not set
-            for an `"openai:..."` model.
-        ImportError: If `"openai:..."` is used without the `openai` extra installed.
-    """
-    if isinstance(model, Model):
-        return model
-    if model == "test":
-        from ._offline import TestModel
-
-        return TestModel()
-    provider, _, name = model.partition(":")
-    if provider == "openai" and name:
-        from .openai import OpenAIModel  # type: ignore[import-not-found, unused-ignore]
-
-        model_: Model = OpenAIModel(name)
-        return model_
-    raise UserError(
-        f"Unknown model {model!r}; pass a Model instance, 'test', or 'openai:<model name>' (e.g. 'openai:gpt-4o-mini')."
-    )
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

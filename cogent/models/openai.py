@@ -1,9 +1,10 @@
 """`OpenAIModel`: the Chat Completions API through the official `openai` SDK.
 
-It drives OpenAI and any server that speaks the same wire format (vLLM, Ollama,
-llama.cpp, LiteLLM, ...): pass `base_url=` (or set `OPENAI_BASE_URL`). Requests are
-built from the message history, the instructions and the tool definitions only; the
-run context is never part of them.
+It drives OpenAI and any server that speaks the same wire format (Azure OpenAI, Gemini's
+OpenAI-compatible endpoint, DeepSeek, Groq, Cerebras, OpenRouter, Hugging Face, vLLM,
+Ollama, llama.cpp, LiteLLM, ...): pass `base_url=` (or set `OPENAI_BASE_URL`). Requests are
+built from the message history, the instructions and the tool definitions only; the run
+context is never part of them.
 
 ```python
 from cogent import Agent
@@ -21,40 +22,40 @@ agent = Agent(name="assistant", model=model, instructions="Be brief.")
 Retries of failed HTTP requests (429, 5xx, connection errors) are the SDK's: set
 `OpenAISettings(max_retries=...)` or configure the client you pass. Provider errors
 that remain are raised as `cogent.exceptions.ModelAPIError`.
+
+Life cycle: the model creates its `AsyncOpenAI` client on first use, one per event loop,
+and closes it in `aclose()` (or at the end of `async with model:`) and when
+`cogent.models.close_loop_resources()` runs at the end of the loop (`run_sync` calls it).
+A client you pass with `client=` is yours: the model never closes it.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from anyio.lowlevel import RunVar
 
 try:
     import openai
     from openai import AsyncOpenAI
-    from openai.types.chat import (
-        ChatCompletion,
-        ChatCompletionChunk,
-        ChatCompletionMessageFunctionToolCall,
-        ChatCompletionMessageParam,
-        ChatCompletionMessageToolCallUnionParam,
-        ChatCompletionToolUnionParam,
-    )
-except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra test in a subprocess
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra test
     raise ImportError(
         'cogent.models.openai needs the openai SDK; install it with: pip install "cogent-context[openai]"'
     ) from _exc
 
 from ..exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
-from ..messages import Message, ModelResponse, RetryPrompt, SystemPrompt, ToolCall, ToolReturn, UserPrompt
-from ..tools import ToolDefinition
-from ..usage import Usage
-from ._base import Model, ModelRequestParameters, TextDelta
+from ..messages import Message, ModelResponse
+from ._base import Model, ModelRequestParameters, ReasoningDelta, TextDelta
+from ._loop import LoopClients
+from ._openai_wire import ChunkAssembler, error_details, map_messages, map_tool, parse_message, parse_usage
 
 __all__ = ["OpenAIModel", "OpenAISettings"]
+
+_PREVIEW = 200
+"""How many characters of an unusable server answer an error message quotes."""
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -78,6 +79,11 @@ class OpenAISettings:
     max_retries: int | None = None
     """How often the SDK retries a failed request (429, 5xx, connection errors); the
     SDK's default (2) when `None`. Use 0 to fail fast."""
+    send_reasoning: bool = True
+    """Send each earlier response's reasoning back on its assistant message, in the field it
+    came in (`reasoning_content`, `reasoning`, `reasoning_details`, Gemini's `extra_content`).
+    DeepSeek's thinking mode requires it after tool calls and Gemini 3 requires its thought
+    signatures; turn it off only for a server that rejects those fields."""
     extra_body: dict[str, Any] = field(default_factory=dict)
     """Extra JSON fields merged into every request body (server-specific options)."""
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -97,8 +103,8 @@ class OpenAIModel(Model):
         api_key: The API key; defaults to `OPENAI_API_KEY`. Local servers usually
             accept any value.
         client: An `openai.AsyncOpenAI` to use instead of creating one (then
-            `base_url` and `api_key` must not be given).
-        settings: Sampling, timeout, retry and extra request options.
+            `base_url` and `api_key` must not be given). The model never closes it.
+        settings: Sampling, timeout, retry, reasoning and extra request options.
 
     Raises:
         UserError: If `client` is combined with `base_url`/`api_key`, or no API key
@@ -118,14 +124,16 @@ class OpenAIModel(Model):
         self.name = model_name
         self.settings = settings if settings is not None else OpenAISettings()
         retries = self.settings.max_retries
+        self._clients: LoopClients[AsyncOpenAI] | None = None
+        self._client: AsyncOpenAI | None = None
         if client is not None:
             if base_url is not None or api_key is not None:
                 raise UserError(
                     f"OpenAIModel({model_name!r}) got client= together with base_url= or api_key=; "
                     "configure the client instead, or pass base_url/api_key without a client."
                 )
-            self.client = client if retries is None else client.with_options(max_retries=retries)
-            self._factory: Callable[[], AsyncOpenAI] | None = None
+            self._client = client if retries is None else client.with_options(max_retries=retries)
+            self.base_url = str(client.base_url)
             return
         max_retries = openai.DEFAULT_MAX_RETRIES if retries is None else retries
 
@@ -133,18 +141,11 @@ class OpenAIModel(Model):
             # A plain SDK-default HTTP client: the SDK's own wrapper closes leaked clients on
             # whichever asyncio loop is running at garbage collection, which breaks when
             # the client belonged to another loop or to trio.
-            return AsyncOpenAI(
-                api_key=api_key,
-                base_url=base_url,
-                max_retries=max_retries,
-                http_client=openai.DefaultAsyncHttpxClient(),
-            )
+            http_client = openai.DefaultAsyncHttpxClient()
+            return AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=max_retries, http_client=http_client)
 
-        self._factory = new_client
-        self._loop_clients: RunVar[AsyncOpenAI] = RunVar(f"cogent_openai_client_{id(self)}")
-        self._client_bound = False
         try:
-            self.client = self._factory()
+            first = new_client()  # validates the configuration now, and serves the first event loop
         except openai.OpenAIError as exc:
             problem = (
                 "has no API key"
@@ -156,26 +157,27 @@ class OpenAIModel(Model):
                 "environment variable, or pass client=openai.AsyncOpenAI(...). Local OpenAI-compatible "
                 f"servers accept any key, e.g. api_key='unused'. (The openai SDK said: {exc})"
             ) from exc
+        self.base_url = str(first.base_url)
+        self._clients = LoopClients(new_client, AsyncOpenAI.close)
+        self._clients.adopt(first)
 
     def __repr__(self) -> str:
-        return f"OpenAIModel({self.model_name!r}, base_url={str(self.client.base_url)!r})"
+        return f"OpenAIModel({self.model_name!r}, base_url={self.base_url!r})"
 
     def _current_client(self) -> AsyncOpenAI:
-        """Return the client for the running event loop.
+        """The client for the running event loop (the passed client, or this loop's own)."""
+        if self._clients is not None:
+            return self._clients.get()
+        assert self._client is not None  # one of the two is set in __init__
+        return self._client
 
-        A client's connection pool belongs to the event loop that opened it, so a model
-        that created its own client gives every event loop its own (e.g. successive
-        `agent.run_sync()` calls); a client passed in is used as it is.
+    async def aclose(self) -> None:
+        """Close the client this model opened on the running event loop (never a passed `client=`).
+
+        The model stays usable: a later request opens a new client.
         """
-        if self._factory is None:
-            return self.client
-        try:
-            return self._loop_clients.get()
-        except LookupError:
-            client = self._factory() if self._client_bound else self.client
-            self._client_bound = True
-            self._loop_clients.set(client)
-            return client
+        if self._clients is not None:
+            await self._clients.aclose()
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
         """Send one Chat Completions request and return the first choice.
@@ -185,105 +187,98 @@ class OpenAIModel(Model):
             params: Instructions (a leading system message), tools and output mode.
 
         Returns:
-            The text and tool calls of the first choice, with the reported token usage.
+            The text, tool calls (an empty id becomes `None`, for the run to assign), reasoning,
+            finish reason and token usage of the first choice.
 
         Raises:
-            ModelAPIError: If the server answers with an error, or cannot be reached
-                (after the SDK's retries).
-            UnexpectedModelBehavior: If the response has no choices.
+            ModelAPIError: If the server answers with an error (an HTTP error, or an error
+                object in a 200 answer), or cannot be reached (after the SDK's retries).
+            UnexpectedModelBehavior: If the answer is not a Chat Completions object (e.g. a
+                proxy's plain-text page) or has no choices.
+            UserError: If a tool call in the history has no id.
         """
         try:
-            completion: ChatCompletion = await self._current_client().chat.completions.create(
-                **self._request_kwargs(messages, params)
-            )
+            completion = await self._current_client().chat.completions.create(**self._request_kwargs(messages, params))
         except openai.APIError as exc:
             raise self._api_error(exc) from exc
-        if not completion.choices:
+        if not isinstance(completion, ChatCompletion):  # the SDK returns the text of a non-JSON answer
+            raise self._unusable(completion)
+        extra = completion.model_extra or {}
+        if extra.get("error") is not None:
+            raise self._reported_error(extra["error"])
+        choices = getattr(completion, "choices", None)  # the SDK builds responses without validating them
+        if not choices:
             raise UnexpectedModelBehavior(
-                f"Model {self.model_name!r} at {self.client.base_url} answered with no choices; check that the "
+                f"Model {self.model_name!r} at {self.base_url} answered with no choices; check that the "
                 "server supports the Chat Completions API for this model."
             )
-        message = completion.choices[0].message
-        calls = [
-            ToolCall(c.function.name, c.function.arguments or "{}", c.id)
-            for c in message.tool_calls or ()
-            if isinstance(c, ChatCompletionMessageFunctionToolCall)
-        ]
-        usage = completion.usage
-        return ModelResponse(
-            text=message.content or message.refusal or None,
-            tool_calls=calls,
-            usage=Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens) if usage else Usage(),
-            model_name=completion.model or self.model_name,
-        )
+        choice = choices[0]
+        choice_error = (choice.model_extra or {}).get("error")
+        if choice_error is not None:
+            raise self._reported_error(choice_error)
+        usage = parse_usage(getattr(completion, "usage", None), completion)
+        return parse_message(choice.message, choice.finish_reason, usage, completion.model or self.model_name)
 
     async def request_stream(
         self, messages: list[Message], params: ModelRequestParameters
-    ) -> AsyncIterator[TextDelta | ModelResponse]:
+    ) -> AsyncIterator[TextDelta | ReasoningDelta | ModelResponse]:
         """Stream one Chat Completions request (server-sent events).
 
-        Yields a `TextDelta` per text chunk as it arrives, then the complete
-        `ModelResponse` (text, tool calls assembled from their streamed fragments by
-        index, and the usage requested with `stream_options={"include_usage": True}`).
+        Yields a `ReasoningDelta` per reasoning chunk and a `TextDelta` per text chunk as they
+        arrive, then the complete `ModelResponse` (text, tool calls assembled from their
+        streamed fragments, reasoning, finish reason, and the usage requested with
+        `stream_options={"include_usage": True}`).
 
         Args:
             messages: As for `request()`.
             params: As for `request()`.
 
         Raises:
-            ModelAPIError: If the server answers with an error, before or during the stream.
+            ModelAPIError: If the server answers with an error, before or during the stream
+                (an error event carries the server's own code and type).
+            UnexpectedModelBehavior: If the answer is not an event stream, or the stream ends
+                without data or before the model finished (no finish reason).
+            UserError: If a tool call in the history has no id.
         """
-        text: list[str] = []
-        calls: dict[int, _StreamedCall] = {}
-        usage = Usage()
-        model_name = self.model_name
+        assembler = ChunkAssembler(model_name=self.model_name)
         try:
             stream = await self._current_client().chat.completions.create(
                 **self._request_kwargs(messages, params), stream=True, stream_options={"include_usage": True}
             )
             async with stream:
+                content_type = stream.response.headers.get("content-type", "")
+                if "event-stream" not in content_type:
+                    raise self._not_a_stream(await stream.response.aread())
                 async for chunk in stream:
-                    chunk_: ChatCompletionChunk = chunk
-                    model_name = chunk_.model or model_name
-                    if chunk_.usage is not None:
-                        usage = Usage(
-                            input_tokens=chunk_.usage.prompt_tokens, output_tokens=chunk_.usage.completion_tokens
-                        )
-                    for choice in chunk_.choices:
-                        if choice.index != 0:
-                            continue
-                        delta = choice.delta
-                        for fragment in delta.tool_calls or ():
-                            call = calls.setdefault(fragment.index, _StreamedCall())
-                            call.id = call.id or fragment.id
-                            if fragment.function is not None:
-                                call.name += fragment.function.name or ""
-                                call.arguments += fragment.function.arguments or ""
-                        if delta.content:
-                            text.append(delta.content)
-                            yield TextDelta(delta.content)
+                    if not isinstance(chunk, ChatCompletionChunk):
+                        raise self._reported_error(chunk)
+                    if str(chunk.object) == "error":  # vLLM's unwrapped error object
+                        raise self._reported_error(chunk.model_dump())
+                    for delta in assembler.add(chunk):
+                        yield delta
         except openai.APIError as exc:
             raise self._api_error(exc) from exc
-        yield ModelResponse(
-            text="".join(text) or None,
-            tool_calls=[ToolCall(c.name, c.arguments or "{}", c.id) for _, c in sorted(calls.items())],
-            usage=usage,
-            model_name=model_name,
-        )
+        if assembler.chunks == 0 or assembler.raw_finish is None:
+            what = "without any data" if assembler.chunks == 0 else "before the model finished (no finish_reason)"
+            raise UnexpectedModelBehavior(
+                f"The stream from {self.base_url} for model {self.model_name!r} ended {what}; the connection "
+                "or a proxy cut it short. Retry the request, or use agent.run() instead of run_stream()."
+            )
+        yield assembler.response()
 
     def _request_kwargs(self, messages: list[Message], params: ModelRequestParameters) -> dict[str, Any]:
         """Return the keyword arguments of `chat.completions.create` for one request."""
+        s = self.settings
         kwargs: dict[str, Any] = {
             "model": self.model_name,
-            "messages": _map_messages(messages, params.instructions),
+            "messages": map_messages(messages, params.instructions, send_reasoning=s.send_reasoning),
         }
         definitions = [*params.tools, *params.output_tools]
         if definitions:
-            kwargs["tools"] = [_map_tool(d) for d in definitions]
+            kwargs["tools"] = [map_tool(d) for d in definitions]
             kwargs["parallel_tool_calls"] = params.parallel_tool_calls
             if not params.allow_text_output:
                 kwargs["tool_choice"] = "required"
-        s = self.settings
         for name, value in (
             ("temperature", s.temperature),
             ("max_tokens", s.max_tokens),
@@ -298,71 +293,56 @@ class OpenAIModel(Model):
                 kwargs[name] = value
         return kwargs
 
+    def _unusable(self, answer: object) -> UnexpectedModelBehavior:
+        """The error for a 200 answer that is not a Chat Completions object."""
+        preview = answer if isinstance(answer, str) else repr(answer)
+        return UnexpectedModelBehavior(
+            f"The server at {self.base_url} answered model {self.model_name!r} with something that is not a "
+            f"Chat Completions response: {preview[:_PREVIEW]!r}. Check base_url (it usually ends in /v1) and any "
+            "proxy in between."
+        )
+
+    def _not_a_stream(self, body: bytes) -> ModelAPIError | UnexpectedModelBehavior:
+        """The error for a streamed request answered without an event stream."""
+        text = body.decode(errors="replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return self._unusable(text)
+        if isinstance(data, dict) and data.get("error") is not None:
+            return self._reported_error(data)
+        return self._unusable(text)
+
+    def _reported_error(self, body: object) -> ModelAPIError:
+        """A `ModelAPIError` for an error the server reported inside a 200 answer or stream."""
+        message, code, kind = error_details(body)
+        return ModelAPIError(
+            f"The server at {self.base_url} reported an error for model {self.model_name!r}: "
+            f"{message or 'no message'} (code {code!r}, type {kind!r}). Check the request settings, or retry "
+            "if the server says it is overloaded.",
+            status_code=_status(code),
+            body=body,
+        )
+
     def _api_error(self, exc: openai.APIError) -> ModelAPIError:
-        status = getattr(exc, "status_code", None)
+        """A `ModelAPIError` for an error the SDK raised."""
         if isinstance(exc, openai.APIStatusError):
-            what = f"answered HTTP {status}"
+            what = f"answered HTTP {exc.status_code}"
         elif isinstance(exc, openai.APIConnectionError):
             what = "could not be reached"
-        else:
-            what = "reported an error"
+        else:  # an error event inside a 200 stream
+            return self._reported_error(exc.body if exc.body is not None else exc.message)
         return ModelAPIError(
-            f"The server at {self.client.base_url} {what} for model {self.model_name!r}: {exc.message} "
+            f"The server at {self.base_url} {what} for model {self.model_name!r}: {exc.message} "
             "Check the model name, the base URL, the API key and the request settings "
             "(transient errors are retried by the SDK: OpenAISettings(max_retries=...)).",
-            status_code=status,
+            status_code=getattr(exc, "status_code", None),
             body=exc.body,
         )
 
 
-@dataclass(kw_only=True, slots=True)
-class _StreamedCall:
-    """A tool call being assembled from streamed fragments."""
-
-    id: str | None = None
-    """The call id (sent with the first fragment)."""
-    name: str = ""
-    """The tool name, concatenated as the SDK's own stream accumulator does."""
-    arguments: str = ""
-    """The JSON arguments text, concatenated."""
-
-
-def _map_tool(definition: ToolDefinition) -> ChatCompletionToolUnionParam:
-    return {
-        "type": "function",
-        "function": {
-            "name": definition.name,
-            "description": definition.description,
-            "parameters": definition.parameters_json_schema,
-        },
-    }
-
-
-def _map_messages(messages: list[Message], instructions: str | None) -> list[ChatCompletionMessageParam]:
-    """Map a cogent history (plus the instructions) to Chat Completions messages."""
-    mapped: list[ChatCompletionMessageParam] = []
-    if instructions:
-        mapped.append({"role": "system", "content": instructions})
-    for m in messages:
-        if isinstance(m, SystemPrompt):
-            mapped.append({"role": "system", "content": m.content})
-        elif isinstance(m, UserPrompt):
-            mapped.append({"role": "user", "content": m.content})
-        elif isinstance(m, ModelResponse):
-            calls: list[ChatCompletionMessageToolCallUnionParam] = [
-                {
-                    "id": call.id or "",
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments_json()},
-                }
-                for call in m.tool_calls
-            ]
-            if calls:
-                mapped.append({"role": "assistant", "content": m.text, "tool_calls": calls})
-            else:
-                mapped.append({"role": "assistant", "content": m.text or ""})
-        elif isinstance(m, ToolReturn | RetryPrompt) and m.tool_call_id is not None:
-            mapped.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
-        else:
-            mapped.append({"role": "user", "content": m.content})
-    return mapped
+def _status(code: str | None) -> int | None:
+    """An error code that is an HTTP status (OpenRouter and vLLM send one), else `None`."""
+    if code is not None and code.isdigit() and 100 <= int(code) <= 599:
+        return int(code)
+    return None
