@@ -4,6 +4,7 @@ trace and stream events in `cogent.events`."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from .events import FinalResultEvent, StreamEvent
 from .exceptions import ContextTypeError, UserError
 from .interceptors import Interceptor
 from .messages import Message
-from .models import Model, infer_model
+from .models import Model, close_loop_resources, infer_model
 from .result import RunResult, RunState
 from .tools import AgentTool, AnyTool, BaseTool, Tool, Toolset
 from .usage import UsageLimits
@@ -433,8 +434,16 @@ class Agent(Generic[ContextT, OutputT]):
 
 
 async def _run_owning_loop(agent: Agent[Any, Any], input: str | RunState, options: RunOptions) -> Any:  # noqa: A002
-    """Run on an event loop `run_sync` started: nothing opened on it may outlive it."""
-    return await _run.run_agent(agent, input, options)
+    """Run on an event loop `run_sync` started, then close the model clients opened on it (their
+    sockets must not outlive the loop). A failure to close never hides the run's own error."""
+    try:
+        result = await _run.run_agent(agent, input, options)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await close_loop_resources()
+        raise
+    await close_loop_resources()
+    return result
 
 
 def _thread_kind() -> Literal["worker", "loop", "plain"]:

@@ -14,6 +14,7 @@ def get_user_orders(ctx: AppContext, status: str = "open") -> str:
 from __future__ import annotations
 
 import functools
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager

@@ -21,7 +21,7 @@ import pytest
 from chat_server import ChatServer, Raw
 
 from cogent import Agent, tool
-from cogent.agent import FinalResultEvent, TextDeltaEvent
+from cogent.events import FinalResultEvent, TextDeltaEvent
 from cogent.exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
 from cogent.messages import ModelResponse, Reasoning, ToolCall, ToolReturn, UserPrompt
 from cogent.models import ModelRequestParameters, ReasoningDelta, close_loop_resources, infer_model

@@ -23,7 +23,7 @@ from replays import (
 )
 
 from cogent import Agent, tool
-from cogent.agent import FinalResultEvent, TextDeltaEvent
+from cogent.events import FinalResultEvent, TextDeltaEvent
 from cogent.exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
 from cogent.messages import ModelResponse, Reasoning, ToolCall, ToolReturn, UserPrompt
 from cogent.models import FunctionModel, ModelRequestParameters, ReasoningDelta, TextDelta
