@@ -60,10 +60,10 @@ async def _captured_context() -> InterceptContext:
 def _body_timing(config: Config) -> Timing:
     async def timed(loops: int) -> float:
         context, noop = await _captured_context(), PreActNoop()
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(loops):
             noop.pre_act(context)
-        return time.perf_counter() - start
+        return time.process_time() - start
 
     return Timing(name="E.body", time=lambda loops: anyio.run(timed, loops, backend=config.backend))
 
