@@ -222,7 +222,7 @@ def _report(
         "groups": sorted({key for key, _ in rows}),
         "skipped": [asdict(s) for s in skipped],
         "figures": [{"group": key, **asdict(f), "ratio": f.ratio} for key, f in rows],
-        "pyperf_results": raw.name,
+        "pyperf_results": raw.name if measured else None,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
@@ -235,5 +235,5 @@ def _report(
     print(
         f"\n{mode} mode, {config.backend}, {seconds:.0f} s; pyperf {pyperf_settings}; {info['cpu']} "
         f"({info['cpus']} CPUs); load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-        f"written to {output} (pyperf's values: {raw.name}, see `python -m pyperf compare_to --help`)"
+        f"written to {output}" + (f" (pyperf's values: {raw.name})" if measured else "")
     )
