@@ -19,7 +19,7 @@ import pyperf  # type: ignore[import-untyped]
 
 from .registry import Config, Figure, Group, Skipped, Times, Timing, load_groups, select_groups
 
-__all__ = ["main", "table"]
+__all__ = ["machine", "main", "table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root: worker processes import `benchmarks` and `cogent` from here."""
