@@ -1,9 +1,9 @@
-"""Entry point for `python -m benchmarks`."""
+"""Entry point for `python -m benchmarks` (see `benchmarks/__init__.py`)."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks.run import main
+from benchmarks.cli import main
 
 sys.exit(main())
