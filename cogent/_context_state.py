@@ -49,7 +49,7 @@ from ._resources import Resource
 from .context import RunContext
 from .exceptions import UserError
 
-__all__ = ["ContextLayout", "ResourceFactory", "context_layout", "dump_state", "restore"]
+__all__ = ["ContextLayout", "ResourceFactory", "context_layout", "dump_state", "load_state", "restore"]
 
 C = TypeVar("C", bound=RunContext)
 
@@ -191,17 +191,7 @@ def restore(context_type: type[C], state: str | bytes, *, resources: ResourceFac
     """
     layout = context_layout(context_type)
     name = context_type.__qualname__
-    try:
-        parsed = layout.model.model_validate_json(state)
-    except ValidationError as error:
-        details = "; ".join(
-            f"{_location(e['loc'], layout)}: {e['msg']}" for e in error.errors(include_input=False, include_url=False)
-        )
-        raise UserError(
-            f"The checkpointed state does not fit {name}: {details}. Restore it with the class it was dumped "
-            "from, with the same fields as when it was dumped."
-        ) from None
-    values = {field_name: getattr(parsed, f"f{i}") for i, field_name in enumerate(layout.state_fields)}
+    values = _parse(layout, state, name)
     supplied = _call_factory(resources, values, name) if resources is not None else {}
     unknown = sorted(set(supplied) - set(layout.resource_fields))
     missing = sorted(layout.required_resources - set(supplied))
@@ -215,6 +205,47 @@ def restore(context_type: type[C], state: str | bytes, *, resources: ResourceFac
             "without a default, and nothing else."
         )
     return context_type(**values, **supplied)
+
+
+def load_state(context: RunContext, state: str | bytes) -> None:
+    """Set the state fields of a live context, in place, from checkpointed state; its resources stay.
+
+    This is how a resumed run catches up with changes a step made to the context
+    before the crash: the step's checkpoint carries `dump_state(context)`, and when the
+    step is replayed instead of run, the runner loads that state into the context it
+    executes with. The fields are set directly (also on frozen classes) and
+    `__post_init__` does not run: the values were valid when they were dumped.
+
+    Args:
+        context: The context to update.
+        state: JSON text from `dump_state()` of a context of the same class.
+
+    Raises:
+        UserError: If `context` is not a `RunContext`, its class cannot be checkpointed
+            (see `context_layout()`), or `state` is not JSON of this class's state.
+    """
+    if not isinstance(context, RunContext):
+        raise UserError(
+            f"load_state() needs a RunContext instance, got {type(context).__name__}; pass the run's context object."
+        )
+    layout = context_layout(type(context))
+    for name, value in _parse(layout, state, type(context).__qualname__).items():
+        object.__setattr__(context, name, value)
+
+
+def _parse(layout: ContextLayout, state: str | bytes, name: str) -> dict[str, Any]:
+    """Validate checkpointed state against a layout; return the state fields' values by name."""
+    try:
+        parsed = layout.model.model_validate_json(state)
+    except ValidationError as error:
+        details = "; ".join(
+            f"{_location(e['loc'], layout)}: {e['msg']}" for e in error.errors(include_input=False, include_url=False)
+        )
+        raise UserError(
+            f"The checkpointed state does not fit {name}: {details}. Restore it with the class it was dumped "
+            "from, with the same fields as when it was dumped."
+        ) from None
+    return {field_name: getattr(parsed, f"f{i}") for i, field_name in enumerate(layout.state_fields)}
 
 
 def _call_factory(resources: ResourceFactory, values: dict[str, Any], name: str) -> dict[str, Any]:

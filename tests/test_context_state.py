@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cogent import ExecutionContext, RunContext, TimedContext
-from cogent._context_state import context_layout, dump_state, restore
+from cogent._context_state import context_layout, dump_state, load_state, restore
 from cogent._resources import Resource
 from cogent.exceptions import UserError
 
@@ -363,6 +363,22 @@ def test_restore_refuses_state_of_another_class_or_corrupted_text() -> None:
         assert "t-secret" not in str(caught.value)
     with pytest.raises(UserError, match="tenant_id"):
         restore(SlottedContext, json.dumps({**json.loads(other), "tenant_id": 5}))
+
+
+def test_load_state_updates_a_live_context_in_place_and_keeps_its_resources() -> None:
+    """`load_state` sets every state field of the same (frozen) object from a dump; resources and identity stay."""
+    connection = sqlite3.connect(":memory:")
+    live = RichContext(user_id="u", connection=connection, metadata={"turn": 1})
+    later = RichContext(user_id="u", roles={"admin"}, depth=2, metadata={"turn": 2}, task_id=live.task_id)
+    load_state(live, dump_state(later))
+    assert _state(live) == _state(later)
+    assert live.connection is connection
+    with pytest.raises(UserError):
+        load_state(live, dump_state(SlottedContext("t", 1)))
+    assert _state(live) == _state(later)  # a refused state changes nothing
+    with pytest.raises(UserError):
+        load_state("not a context", dump_state(later))  # type: ignore[arg-type]
+    connection.close()
 
 
 def test_restore_checks_the_resources_returned() -> None:

@@ -15,6 +15,12 @@ for the process that must die):
 `COGENT_BRANCH=b` changes the first step of the `branching` workflow (non-determinism),
 and `COGENT_WAIT_SECONDS` is the approval wait's timeout.
 
+The `stateful` workflow shows the context split at work: its input is a context's JSON
+state (`cogent._context_state.dump_state`), it restores the context with a fresh
+database connection in whichever process runs it, each step returns the context's new
+state as its checkpoint, and the workflow loads that state after each step, so a resumed
+run's context catches up with what replayed steps had changed.
+
 The configuration is the one the cogent integration will use: PostgreSQL or SQLite
 system database, a fixed application version (so any process of this code may recover
 any workflow), an explicit executor id, and DBOS's portable JSON serializer (no pickle).
@@ -33,13 +39,21 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
+
+from cogent import ExecutionContext
+from cogent._context_state import dump_state, load_state, restore
+from cogent._resources import Resource
 
 from ._support import APP_NAME, APP_VERSION, APPROVAL_TOPIC, PENDING_EVENT, QUEUE
 
@@ -150,6 +164,50 @@ async def branching() -> str:
     return first + await step_a()
 
 
+@dataclass
+class ShopContext(ExecutionContext):
+    """A run context with state (ids, lineage, metadata) and a resource (a live database connection)."""
+
+    user_id: str = ""
+    db: Annotated[sqlite3.Connection | None, Resource] = None
+
+
+def connect(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The resource factory: a fresh connection in whichever process runs the workflow."""
+    return {"db": sqlite3.connect(":memory:")}
+
+
+async def add_item(ctx: ShopContext, index: int) -> str:
+    """A tool call that changes the context's state and uses its resource; returns the state as its checkpoint."""
+    assert ctx.db is not None and ctx.db.execute("SELECT 1").fetchone() == (1,)
+    ctx.metadata["items"] = [*ctx.metadata.get("items", []), index]
+    ctx.retry_count = index
+    _record(f"{DBOS.workflow_id} {index} {DBOS.executor_id} {os.getpid()} 0")
+    return dump_state(ctx)
+
+
+@DBOS.workflow(name="stateful")
+async def stateful(state: str, steps: int) -> str:
+    """Restore the context from JSON state, run `steps` state-changing steps, return the final state.
+
+    After each step the context loads the step's checkpointed state: a no-op when the step
+    just ran, and what brings a resumed run's context up to date when the step is replayed.
+    """
+    ctx = restore(ShopContext, state, resources=connect)
+    for index in range(steps):
+        load_state(ctx, await DBOS.run_step_async({"name": "add_item"}, add_item, ctx, index))
+        if _env_int("COGENT_KILL_AFTER_STEP") == index:
+            _die()
+    assert ctx.db is not None
+    ctx.db.close()
+    return dump_state(ctx)
+
+
+INITIAL_SHOP_STATE = dump_state(
+    ShopContext(user_id="u-1", task_id="task-1", started_at=datetime(2030, 1, 1, tzinfo=UTC), metadata={"cart": "c-9"})
+)
+
+
 # --- Distribution: executor liveness ------------------------------------------------
 
 
@@ -226,6 +284,8 @@ async def run(args: argparse.Namespace) -> Any:
     with SetWorkflowID(args.workflow_id):
         if args.workflow == "approval_flow":
             handle = await DBOS.start_workflow_async(approval_flow, args.tool)
+        elif args.workflow == "stateful":
+            handle = await DBOS.start_workflow_async(stateful, INITIAL_SHOP_STATE, args.steps)
         elif args.workflow == "branching":
             handle = await DBOS.start_workflow_async(branching)
         else:

@@ -40,8 +40,9 @@ class StepRecord:
 
 
 def app_env(log: Path, **variables: str) -> dict[str, str]:
-    """Return the environment for an application process that logs its steps to `log`."""
-    return {**os.environ, "COGENT_TEST_LOG": str(log), **variables}
+    """Return the environment for an application process that logs its steps to `log` (and imports this cogent)."""
+    path = os.pathsep.join(filter(None, [str(_TESTS_DIR.parent), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "COGENT_TEST_LOG": str(log), "PYTHONPATH": path, **variables}
 
 
 def run_app(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -93,6 +93,20 @@ async def concurrent() -> list[str]:
     return done
 
 
+async def model_request(prompt: str) -> str:
+    """An undecorated coroutine, run as a step with `DBOS.run_step_async` (as the runner will run tools)."""
+    CALLS["model_request"] += 1
+    return f"answer to {prompt}"
+
+
+@DBOS.workflow(name="mechanics.ad_hoc_steps")
+async def ad_hoc_steps() -> list[str]:
+    """Two steps from plain coroutines, named at the call site."""
+    first = await DBOS.run_step_async({"name": "model_request"}, model_request, "a")
+    second = await DBOS.run_step_async({"name": "tool:lookup"}, model_request, "b")
+    return [first, second]
+
+
 @DBOS.workflow(name="mechanics.catching")
 async def catching() -> str:
     """Calls a failing step and returns what it caught."""
@@ -179,6 +193,17 @@ async def test_completed_steps_are_replayed_not_run_again(sqlite_url: str) -> No
         (2, "mechanics.add", 7),
         (3, "mechanics.add", 13),
     ]
+
+
+async def test_plain_coroutines_run_as_named_steps(sqlite_url: str) -> None:
+    """`DBOS.run_step_async(options, fn, *args)` checkpoints an undecorated coroutine under the given step name."""
+    CALLS.clear()
+    for _ in range(2):
+        with SetWorkflowID("ad-hoc"):
+            assert await ad_hoc_steps() == ["answer to a", "answer to b"]
+    assert CALLS["model_request"] == 2
+    steps = await DBOS.list_workflow_steps_async("ad-hoc")
+    assert [s["function_name"] for s in steps] == ["model_request", "tool:lookup"]
 
 
 async def test_a_reused_workflow_id_returns_its_first_result_whatever_the_arguments(sqlite_url: str) -> None:

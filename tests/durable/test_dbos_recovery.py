@@ -11,6 +11,7 @@ another path on recovery fails with DBOSUnexpectedStepError. SQLite system datab
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -85,6 +86,22 @@ def test_a_child_workflow_with_a_derived_id_is_resumed_not_restarted(tmp_path: P
         assert [s["child_workflow_id"] for s in dbos.list_workflow_steps("w")] == [None, "w/call-1", "w/call-1", None]
     finally:
         dbos.destroy()
+
+
+def test_context_state_after_recovery_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    """A context restored from JSON state, changed by steps, killed and resumed ends with the uninterrupted state."""
+    db, log = _db(tmp_path), tmp_path / "steps.log"
+    reference = result_of(run_app("run", "--db", db, "--executor", "e1", "--workflow", "stateful", "--workflow-id",
+                                  "straight", "--steps", "4", env=app_env(log)))  # fmt: skip
+    died = run_app("run", "--db", db, "--executor", "e1", "--workflow", "stateful", "--workflow-id", "crashed",
+                   "--steps", "4", env=app_env(log, COGENT_KILL_AFTER_STEP="1"))  # fmt: skip
+    assert died.returncode == -9
+    recovered = run_app("recover", "--db", db, "--executor", "e1", "--workflow-id", "crashed", env=app_env(log))
+    assert result_of(recovered) == reference
+    state = json.loads(reference)
+    assert state["metadata"] == {"cart": "c-9", "items": [0, 1, 2, 3]} and state["retry_count"] == 3
+    assert "db" not in state
+    assert Counter(r.step for r in read_steps(log) if r.workflow_id == "crashed") == {0: 1, 1: 1, 2: 1, 3: 1}
 
 
 def test_a_workflow_that_takes_another_path_on_recovery_fails_as_non_deterministic(tmp_path: Path) -> None:
