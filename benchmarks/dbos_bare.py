@@ -7,6 +7,8 @@ then, when PostgreSQL is available, on PostgreSQL, and measures:
 - `<db>.empty_workflow_ms`: one workflow with no step (start, record, finish);
 - `<db>.workflow_ms`: one workflow of `steps` no-op async steps;
 - `<db>.step_us`: DBOS's cost per bare async step, `(workflow_ms - empty_workflow_ms) / steps`;
+- `<db>.step_cpu_us`: the same in CPU time of this process (all its threads; the
+  database server's own work excluded), less sensitive to a busy machine;
 - `<db>.runs_per_s`: 2-step workflows run one after the other, per second.
 
 Each figure is the median of several repeats after a warm-up. PostgreSQL comes from
@@ -51,18 +53,20 @@ async def steps_workflow(steps: int) -> int:
     return steps
 
 
-async def _time_workflow(steps: int) -> float:
-    """Run one workflow of `steps` steps under a fresh id; return its wall time in seconds."""
-    started = time.perf_counter()
+async def _time_workflow(steps: int) -> tuple[float, float]:
+    """Run one workflow of `steps` steps under a fresh id; return its wall and process CPU times in seconds."""
+    started, cpu = time.perf_counter(), time.process_time()
     with SetWorkflowID(uuid.uuid4().hex):
         await steps_workflow(steps)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 async def _measure(prefix: str, *, steps: int, repeats: int, runs: int) -> dict[str, float]:
     await _time_workflow(steps)  # warm-up: first-use costs (prepared statements, imports)
-    empty = statistics.median([await _time_workflow(0) for _ in range(repeats)])
-    full = statistics.median([await _time_workflow(steps) for _ in range(repeats)])
+    empty = [await _time_workflow(0) for _ in range(repeats)]
+    full = [await _time_workflow(steps) for _ in range(repeats)]
+    wall_empty, wall_full = (statistics.median(t[0] for t in times) for times in (empty, full))
+    cpu_empty, cpu_full = (statistics.median(t[1] for t in times) for times in (empty, full))
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -70,9 +74,10 @@ async def _measure(prefix: str, *, steps: int, repeats: int, runs: int) -> dict[
             await _time_workflow(2)
         rates.append(runs / (time.perf_counter() - started))
     return {
-        f"{prefix}.empty_workflow_ms": empty * 1e3,
-        f"{prefix}.workflow_ms": full * 1e3,
-        f"{prefix}.step_us": (full - empty) / steps * 1e6,
+        f"{prefix}.empty_workflow_ms": wall_empty * 1e3,
+        f"{prefix}.workflow_ms": wall_full * 1e3,
+        f"{prefix}.step_us": (wall_full - wall_empty) / steps * 1e6,
+        f"{prefix}.step_cpu_us": (cpu_full - cpu_empty) / steps * 1e6,
         f"{prefix}.runs_per_s": statistics.median(rates),
     }
 
@@ -125,8 +130,8 @@ def run(quick: bool) -> dict[str, float]:
     Returns:
         Figures by name: `steps` (the steps per measured workflow), then for each
         database (`sqlite`, `postgres`) `empty_workflow_ms` and `workflow_ms`
-        (milliseconds), `step_us` (microseconds per step) and `runs_per_s` (2-step
-        workflows per second, sequential).
+        (milliseconds), `step_us` and `step_cpu_us` (microseconds per step, wall and
+        CPU) and `runs_per_s` (2-step workflows per second, sequential).
     """
     figures = {"steps": 20.0 if quick else 200.0}
     with tempfile.TemporaryDirectory(prefix="cogent-bench-") as directory:
