@@ -279,6 +279,19 @@ async def test_a_step_output_with_no_json_form_is_recorded_as_the_steps_error(tm
     assert step["error"].name == "TypeError"
 
 
+async def test_a_workflow_registered_after_launch_can_be_started_here(sqlite_url: str) -> None:
+    """Decorating after launch registers the workflow for this process (launch-time recovery could not have used it)."""
+
+    @DBOS.workflow(name="mechanics.late")
+    async def late(x: int) -> int:
+        return await add(x, 100)
+
+    with SetWorkflowID("late"):
+        assert await late(1) == 101
+    status = await DBOS.get_workflow_status_async("late")
+    assert status is not None and status.name == "mechanics.late"
+
+
 async def test_sync_dbos_calls_are_refused_on_a_running_event_loop(sqlite_url: str) -> None:
     """Blocking DBOS calls raise RuntimeError inside an event loop and name their `_async` variant."""
     with pytest.raises(RuntimeError, match="list_workflow_steps_async"):
