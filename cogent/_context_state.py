@@ -21,6 +21,9 @@ dict[str, Any]`, a bare `dict`) can only hold plain JSON values (str, int, finit
 float, bool, None, lists and str-keyed dicts of those): anything else would come back
 as another type, so `dump_state()` refuses it and names the key.
 
+`load_state()` sets the state fields of a live context in place (its resources stay):
+a resumed run uses it to apply the context changes a replayed step had made.
+
 Secret-named fields (`cogent.context.is_secret_name`) are masked in `repr()`, but as
 state they are written into every checkpoint, like any input of the run. To keep a
 secret out of checkpoints, mark the field a resource and supply it again on restore.
@@ -72,7 +75,11 @@ _STATE_CONFIG = ConfigDict(
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ContextLayout:
-    """How one context class splits into state and resources (see `context_layout()`)."""
+    """How one context class splits into state and resources (see `context_layout()`).
+
+    The approval decisions recorded on a context (`approve_tool(..., always_approve=True)`)
+    are not fields, so they are not part of its state.
+    """
 
     state_fields: tuple[str, ...]
     """The fields `dump_state()` writes, in declaration order."""
