@@ -9,7 +9,7 @@ from typing import Annotated, Any, assert_type
 
 from cogent import RunContext
 from cogent._context_state import ContextLayout, context_layout, dump_state, restore
-from cogent._resources import Resource
+from cogent.context import Resource
 
 
 @dataclass
