@@ -310,6 +310,14 @@ class FunctionSchema:
         self._ensure_resolved()
         return self.description
 
+    @property
+    def validate_json(self) -> Callable[[str], dict[str, Any]]:
+        """pydantic's own validator for JSON arguments (tools only), to call once per tool call."""
+        self._ensure_resolved()
+        assert self._adapter is not None
+        validate: Callable[[str], dict[str, Any]] = self._adapter.validator.validate_json
+        return validate
+
     def validate(self, arguments: str | bytes | dict[str, Any]) -> dict[str, Any]:
         """Validate a model's arguments (JSON text or a dict) into keyword arguments.
 

@@ -14,6 +14,7 @@ delegation depth, task lineage, retry counts and deadlines.
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
@@ -250,9 +251,9 @@ class RunContext(metaclass=_ContextMeta):
         """Return a shallow copy: same field values, but none of this context's approval decisions."""
         cls = type(self)
         new = cls.__new__(cls)
-        for name, value in self.__dict__.items():
-            if name != _APPROVALS_ATTR:
-                object.__setattr__(new, name, value)
+        state = new.__dict__
+        state.update(self.__dict__)
+        state.pop(_APPROVALS_ATTR, None)
         for name in _slot_names(cls):
             if hasattr(self, name):
                 object.__setattr__(new, name, getattr(self, name))
@@ -265,11 +266,13 @@ class RunContext(metaclass=_ContextMeta):
     # with the execution copy of a run (`result.context`) and with child contexts.
 
     def _approvals(self) -> _ApprovalStore:
-        store: _ApprovalStore | None = self.__dict__.get(_APPROVALS_ATTR)
-        if store is None:
-            store = _ApprovalStore()
-            object.__setattr__(self, _APPROVALS_ATTR, store)
-        return store
+        held: _ApprovalStore | RunContext | None = self.__dict__.get(_APPROVALS_ATTR)
+        if held is None:
+            held = _ApprovalStore()
+            object.__setattr__(self, _APPROVALS_ATTR, held)
+        elif isinstance(held, RunContext):  # shares the decisions of the context it was made from
+            return held._approvals()
+        return held
 
     def approval_status(self, item: ToolApprovalItem) -> ApprovalStatus:
         """Return the decision that applies to one pending call: what the run loop asks.
@@ -399,6 +402,7 @@ RunContext.__pydantic_serializer__ = SchemaSerializer(  # type: ignore[attr-defi
 )
 
 
+@functools.cache
 def _slot_names(cls: type[Any]) -> tuple[str, ...]:
     """Return the names of every `__slots__` entry of `cls` and its bases."""
     names: list[str] = []
@@ -421,8 +425,13 @@ def consume_decision(ctx: RunContext, item: ToolApprovalItem) -> None:
 
 
 def share_approvals(target: RunContext, source: RunContext) -> None:
-    """Make `target` use `source`'s approval decisions (an execution copy or a child context)."""
-    object.__setattr__(target, _APPROVALS_ATTR, source._approvals())
+    """Make `target` use `source`'s approval decisions (an execution copy, a child or retry view).
+
+    Nothing is allocated until a decision is recorded or asked for: `target` refers to the
+    context that owns (or will own) the decisions.
+    """
+    held = source.__dict__.get(_APPROVALS_ATTR)
+    object.__setattr__(target, _APPROVALS_ATTR, held if isinstance(held, RunContext) else source)
 
 
 def current_context() -> RunContext:

@@ -8,7 +8,7 @@ received, and the lineage ids (`task_id`, `parent_task_id`) of `TaskContext` con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias
 
 from typing_extensions import TypeVar
@@ -90,8 +90,8 @@ class TraceEvent:
     """`model_request` events: the tokens of this response."""
     error: BaseException | None = None
     """The exception, for `tool_error` events."""
-    children: list[TraceEvent] = field(default_factory=list)
-    """The subagent's events, for `delegation` events."""
+    children: Sequence[TraceEvent] = ()
+    """The subagent's events, for `delegation` events (a list, in the order they happened)."""
 
 
 def format_trace(events: Sequence[TraceEvent], *, indent: str = "  ", width: int = 80) -> str:

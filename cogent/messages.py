@@ -118,6 +118,26 @@ class ModelResponse:
     kind: Literal["response"] = "response"
     """Discriminator for JSON round trips."""
 
+    def with_tool_calls(self, tool_calls: list[ToolCall]) -> ModelResponse:
+        """Return a copy of this response with `tool_calls` instead of its own (this one is unchanged).
+
+        Args:
+            tool_calls: The calls of the copy.
+        """
+        # `object.__new__` + `__init__`: a quarter of `dataclasses.replace`'s cost (the run loop
+        # and `ScriptedModel` copy responses on every turn).
+        copy = object.__new__(ModelResponse)
+        ModelResponse.__init__(
+            copy,
+            text=self.text,
+            tool_calls=tool_calls,
+            usage=self.usage,
+            model_name=self.model_name,
+            finish_reason=self.finish_reason,
+            reasoning=self.reasoning,
+        )
+        return copy
+
 
 @dataclass(kw_only=True, slots=True)
 class ToolReturn:

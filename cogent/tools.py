@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from anyio.lowlevel import RunVar
 from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import ParamSpec, TypedDict, TypeVar
 
-from ._signature import FunctionSchema, caller_namespace
+from ._signature import ContextParam, FunctionSchema, caller_namespace
 from .context import RunContext
 from .exceptions import UserError
 
@@ -96,6 +96,14 @@ class BaseTool(ABC):
         becomes an error result for the model (or propagates with `Agent(tool_errors="raise")`).
         """
 
+    def start(self, arguments: dict[str, Any], ctx: RunContext) -> Awaitable[Any]:
+        """Begin one call and return the awaitable of its result; the run loop awaits this.
+
+        The default is `execute(arguments, ctx)`. A tool may return its function's own
+        awaitable instead, saving a coroutine per call (`Tool` does).
+        """
+        return self.execute(arguments, ctx)
+
 
 class Toolset(ABC):
     """A source of tools opened when an agent execution starts, in that execution's context.
@@ -162,6 +170,7 @@ class Tool(BaseTool, Generic[P, R]):
         self.threaded = threaded
         self._description = description
         self._definition: ToolDefinition | None = None
+        self._call: _CallPlan | None = None
         self.schema = FunctionSchema(func, owner=f"Tool {self.name!r}", localns=localns, with_arguments=True)
         functools.update_wrapper(self, func)
 
@@ -194,7 +203,22 @@ class Tool(BaseTool, Generic[P, R]):
             pydantic.ValidationError: If the arguments do not match the signature.
             UserError: If an annotation of the function cannot be resolved.
         """
+        if self._call is None:
+            self._call = self._call_plan()
+        if type(arguments) is str and arguments:
+            validated: dict[str, Any] = self._call.validate_json(arguments)
+            return validated
         return self.schema.validate(arguments)
+
+    def _call_plan(self) -> _CallPlan:
+        """What every call needs, read from the signature analysis once it is resolved."""
+        schema = self.schema
+        context = schema.context  # resolves the annotations (a UserError if they cannot be)
+        return _CallPlan(
+            validate_json=schema.validate_json,
+            context=context,
+            is_async=schema.is_async,
+        )
 
     async def execute(self, arguments: dict[str, Any], ctx: RunContext) -> Any:
         """Call the function with validated `arguments` and the run context injected.
@@ -215,14 +239,27 @@ class Tool(BaseTool, Generic[P, R]):
             ContextTypeError: If the function's context parameter is annotated with a
                 class `ctx` is not an instance of; the function does not run.
         """
-        context = self.schema.context
+        return await self.start(arguments, ctx)
+
+    def start(self, arguments: dict[str, Any], ctx: RunContext) -> Awaitable[Any]:
+        """Begin one call (see `execute`): an `async def` function's own coroutine, without a
+        coroutine of the tool's around it."""
+        plan = self._call
+        if plan is None:
+            plan = self._call = self._call_plan()
+        context = plan.context
         if context is not None:
             if not isinstance(ctx, context.cls):
                 context.check(ctx, f"Tool {self.name!r}")  # raises ContextTypeError
             arguments = {**arguments, context.name: ctx}
         func: Callable[..., Any] = self.__wrapped__
-        if self.schema.is_async:
-            return await func(**arguments)
+        if plan.is_async:
+            awaitable: Awaitable[Any] = func(**arguments)
+            return awaitable
+        return self._run_sync(arguments)
+
+    async def _run_sync(self, arguments: dict[str, Any]) -> Any:
+        func: Callable[..., Any] = self.__wrapped__
         if not self.threaded:
             return func(**arguments)
         level = _thread_level.get()
@@ -232,6 +269,18 @@ class Tool(BaseTool, Generic[P, R]):
             return func(**arguments)
 
         return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+
+
+@dataclass(frozen=True, slots=True)
+class _CallPlan:
+    """What a `Tool` needs on every call, read once from its resolved signature analysis."""
+
+    validate_json: Callable[[str], dict[str, Any]]
+    """pydantic's validator for JSON arguments."""
+    context: ContextParam | None
+    """The injected context parameter."""
+    is_async: bool
+    """Whether the function is `async def`."""
 
 
 _thread_level: ContextVar[int] = ContextVar("cogent_tool_thread_level", default=0)

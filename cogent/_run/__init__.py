@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from .._signature import InjectedCall
@@ -33,7 +32,6 @@ from .tree import RunOptions, RunTree, WorkBudget, enclosing_run
 if TYPE_CHECKING:
     from ..agent import Agent
     from ..events import TraceEvent
-    from ..messages import Message
 
 __all__ = ["RunOptions", "run_agent"]
 
@@ -78,13 +76,13 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
     )
     enclosing = enclosing_run.get(None)
     tree = RunTree(
-        run_id=state.run_id if state is not None else secrets.token_hex(16),
+        run_id=state.run_id if state is not None else None,
         usage=copy.copy(state.usage) if state is not None else Usage(),
         limits=options.usage_limits,
-        budget=enclosing.budget if enclosing is not None else WorkBudget(limit=options.max_requests),
+        budget=enclosing.tree.budget if enclosing is not None else WorkBudget(limit=options.max_requests),
         interceptors=tuple(options.interceptors),
         approval_handler=handler,
-        max_depth=min(options.max_depth, enclosing.max_depth) if enclosing is not None else options.max_depth,
+        max_depth=min(options.max_depth, enclosing.tree.max_depth) if enclosing is not None else options.max_depth,
         emit=options.emit,
     )
     depth = 0 if enclosing is None else enclosing.depth + 1
@@ -99,12 +97,11 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
     trace: list[TraceEvent] = []
     execution = Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=trace)
     outcome = await execution.run(state)
-    result_messages: list[Message] = execution.messages
     if isinstance(outcome, Interrupted):
         paused = dataclasses.replace(outcome.state, usage=copy.copy(tree.usage))
         return RunResult(
             output=None,
-            messages=result_messages,
+            messages=execution.messages,
             usage=tree.usage,
             context=exec_ctx,
             trace=trace,
@@ -112,11 +109,14 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
             state=paused,
             new_message_index=execution.start,
         )
-    return RunResult(
+    result: RunResult[Any, Any] = object.__new__(RunResult)  # skips a class call's keyword dict (once per run)
+    RunResult.__init__(
+        result,
         output=outcome.output,
-        messages=result_messages,
+        messages=execution.messages,
         usage=tree.usage,
         context=exec_ctx,
         trace=trace,
         new_message_index=execution.start,
     )
+    return result

@@ -12,7 +12,6 @@ instead is the one-line change that gives it framework tracking.
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from ..context import (
 from ..core import now_utc
 from ..exceptions import ContextTypeError, UserError
 from ..tools import AnyTool, Tool
+from .spec import AgentSpec
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -69,8 +69,11 @@ def execution_copy(context: RunContext, agent: Agent[Any, Any], task: str) -> Ru
     return execution
 
 
-def check_context(agent: Agent[Any, Any], ctx: RunContext, tools: tuple[AnyTool, ...]) -> None:
+def check_context(agent: Agent[Any, Any], ctx: RunContext, spec: AgentSpec, tools: dict[str, AnyTool]) -> None:
     """Raise `ContextTypeError` before any request if `ctx` cannot serve `agent` or its tools.
+
+    Checked once per context class for the agent's own tools (`spec`), every time for the
+    tools a toolset adds.
 
     Raises:
         ContextTypeError: If `ctx` is not an instance of the agent's `context_type`, or of the
@@ -81,11 +84,16 @@ def check_context(agent: Agent[Any, Any], ctx: RunContext, tools: tuple[AnyTool,
             f"Agent {agent.name!r} requires a {agent.context_type.__qualname__} context, got "
             f"{type(ctx).__qualname__}; pass an instance of {agent.context_type.__qualname__}."
         )
-    for t in tools:
+    cls = type(ctx)
+    if tools is spec.tools and cls in spec.checked_contexts:
+        return
+    for t in tools.values():
         if isinstance(t, Tool):
             param = t.schema.context
             if param is not None and not isinstance(ctx, param.cls):
                 param.check(ctx, f"Tool {t.name!r} of agent {agent.name!r}")
+    if tools is spec.tools:
+        spec.checked_contexts.add(cls)
 
 
 def child_context(parent: RunContext, sub: Agent[Any, Any]) -> RunContext:
@@ -145,10 +153,8 @@ def deadline_of(ctx: RunContext) -> datetime | None:
     return deadline
 
 
-def deadline_scope(deadline: datetime | None) -> anyio.CancelScope | nullcontext[None]:
-    """Return a cancel scope that ends at `deadline` (a no-op without one)."""
-    if deadline is None:
-        return nullcontext()
+def deadline_scope(deadline: datetime) -> anyio.CancelScope:
+    """Return a cancel scope that ends at `deadline`."""
     return anyio.CancelScope(deadline=anyio.current_time() + (deadline - now_utc()).total_seconds())
 
 

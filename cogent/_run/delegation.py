@@ -55,6 +55,7 @@ async def delegate(ex: Execution, tool: AgentTool, call_id: str, task: str, resu
         return f"{refused}the delegation depth limit is reached. Handle the task directly."
     child_ctx = context_rules.child_context(ex.ctx, sub)
     task_id, parent_task_id = context_rules.lineage(child_ctx)
+    children: list[TraceEvent] = []
     event = TraceEvent(
         kind="delegation",
         agent=sub.name,
@@ -64,6 +65,7 @@ async def delegate(ex: Execution, tool: AgentTool, call_id: str, task: str, resu
         task_id=task_id,
         parent_task_id=parent_task_id,
         started=started,
+        children=children,
     )
     ex.trace.append(event)
     if ex.tree.emit is not None:
@@ -78,7 +80,9 @@ async def delegate(ex: Execution, tool: AgentTool, call_id: str, task: str, resu
             )
         )
     try:
-        outcome = await ex.spawn(sub, child_ctx, task, call_id, event.children).run(resume)
+        child = ex.spawn(sub, child_ctx, task, call_id, children)
+        steps = ex.tree.steps
+        outcome = await (child.run(resume) if steps is None else steps.delegate(ex, call_id, child, resume))
     finally:
         event.duration = time.perf_counter() - started
     if isinstance(outcome, Interrupted):

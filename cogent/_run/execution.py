@@ -4,7 +4,8 @@ An `Execution` runs the agent's turns (a model request, then its tool calls) unt
 agent has an output, its calls wait for approval, or an interceptor ends it. It returns a
 typed outcome (`Finished` or `Interrupted`); the steps of a turn live in their own modules:
 `tool_calls` (one call, start to end), `delegation` (a call to a subagent), `output` (the
-final answer), `history` (ids and pairs) and `context_rules` (helper fields).
+final answer), `history` (ids and pairs) and `context_rules` (helper fields). Integrations
+plug in through `hooks` (`RunTree.steps`, `RunTree.observer`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from .._signature import InjectedCall
 from ..context import RunContext, _current
 from ..events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, TraceEvent, TraceKind
 from ..exceptions import DeadlineExceeded, MaxTurnsExceeded, UnexpectedModelBehavior
@@ -26,9 +28,9 @@ from ..result import RunState
 from ..tools import AnyTool, ToolDefinition
 from . import context_rules, history, output, tool_calls
 from .outcomes import ExecutionOutcome, Finished, NextTurn, TurnOutcome
-from .phases import End, PhaseOutcome, Plan, UseValue, dispatch
+from .phases import End, Plan, UseValue, dispatch
 from .spec import AgentSpec, instructions_for, spec_of
-from .tree import Enclosing, RunTree, enclosing_run
+from .tree import RunTree, enclosing_run
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -37,7 +39,35 @@ __all__ = ["Execution"]
 
 
 class Execution:
-    """One agent executing one task with one context (the top-level run or a delegation)."""
+    """One agent executing one task with one context (the top-level run or a delegation).
+
+    It is also what a run started inside one of its tools finds in `enclosing_run`: its
+    `tree` (for the shared request budget and depth limit) and its `depth`.
+    """
+
+    __slots__ = (
+        "agent",
+        "all_definitions",
+        "call_ids",
+        "ctx",
+        "definitions",
+        "depth",
+        "instructions",
+        "messages",
+        "model",
+        "params",
+        "parent_task_id",
+        "path",
+        "plan",
+        "retries",
+        "spec",
+        "start",
+        "task",
+        "task_id",
+        "tools",
+        "trace",
+        "tree",
+    )
 
     def __init__(
         self,
@@ -70,6 +100,10 @@ class Execution:
         """What the model is offered (narrowed by a PRE_RUN `modify_tools`)."""
         self.retries: dict[str, int] = {}
         self.instructions: str | None = None
+        self.params: ModelRequestParameters | None = None
+        """The last request's parameters, reused while nothing they hold changes."""
+        self.call_ids: set[str | None] | None = None
+        """Ids of the calls in `messages` (built on the first response with calls)."""
         self.task_id, self.parent_task_id = context_rules.lineage(ctx)
 
     # --- shared by the step modules --------------------------------------------------
@@ -84,6 +118,8 @@ class Execution:
         detail: str | None = None,
         error: BaseException | None = None,
         decision: Any = None,
+        finish_reason: Any = None,
+        usage: Any = None,
     ) -> TraceEvent:
         """Append a trace event for a step that started at `started` (perf_counter seconds)."""
         # `object.__new__` + `__init__` skips the keyword dict a class call builds (one per step).
@@ -101,9 +137,13 @@ class Execution:
             duration=time.perf_counter() - started,
             detail=detail,
             decision=decision,
+            finish_reason=finish_reason,
+            usage=usage,
             error=error,
         )
         self.trace.append(event)
+        if self.tree.observer is not None:
+            self.tree.observer.event(self, event)
         return event
 
     def intercept_context(self, phase: Phase, ctx: RunContext, **fields: Any) -> InterceptContext:
@@ -120,11 +160,8 @@ class Execution:
             **fields,
         )
 
-    async def phase(self, phase: Phase, ic: InterceptContext) -> PhaseOutcome:
-        """Run `phase`'s handlers on `ic` (see `phases.dispatch`)."""
-        return await dispatch(phase, self.plan[phase], ic, ic.run_context, self._interceptor_failed)
-
-    async def _interceptor_failed(self, exc: Exception, ic: InterceptContext) -> End | UseValue | None:
+    async def interceptor_failed(self, exc: Exception, ic: InterceptContext) -> End | UseValue | None:
+        """ON_ERROR for an interceptor's exception in the phase of `ic` (see `phases.dispatch`)."""
         return await self.on_error(exc, ic.run_context, ic.tool_name, ic.tool_call_id, ic.tool_args)
 
     async def on_error(
@@ -137,7 +174,8 @@ class Execution:
     ) -> End | UseValue | None:
         """Fire ON_ERROR once for `exc` (with the tool's fields for a tool's error); return the
         recovery it asks for, if any."""
-        if not self.plan[Phase.ON_ERROR] or not self.tree.first_report(exc):
+        handlers = self.plan[Phase.ON_ERROR]
+        if not handlers or not self.tree.first_report(exc):
             return None
         ic = self.intercept_context(
             Phase.ON_ERROR,
@@ -147,7 +185,7 @@ class Execution:
             tool_call_id=tool_call_id,
             tool_args=tool_args,
         )
-        outcome = await self.phase(Phase.ON_ERROR, ic)
+        outcome = await dispatch(Phase.ON_ERROR, handlers, ic, ic.run_context, self.interceptor_failed)
         return outcome if isinstance(outcome, End | UseValue) else None
 
     async def emit(self, event: StreamEvent) -> None:
@@ -172,12 +210,14 @@ class Execution:
         last = self.messages[-1] if self.messages else None
         if isinstance(last, ModelResponse) and last.tool_calls:
             self.messages = history.repair_pairing(self.messages)
-        if self.plan[Phase.POST_RUN]:
+        handlers = self.plan[Phase.POST_RUN]
+        if handlers:
             ic = self.intercept_context(Phase.POST_RUN, self.ctx, output=value)
-            outcome = await self.phase(Phase.POST_RUN, ic)
-            if not isinstance(outcome, End | UseValue):
-                return Finished(value)
-            value = outcome.output if isinstance(outcome, End) else outcome.value
+            outcome = await dispatch(Phase.POST_RUN, handlers, ic, self.ctx, self.interceptor_failed)
+            if isinstance(outcome, End):
+                value = outcome.output
+            elif isinstance(outcome, UseValue):
+                value = outcome.value
         return Finished(value)
 
     def spawn(
@@ -195,18 +235,26 @@ class Execution:
             DeadlineExceeded: If the context's deadline passes.
             AgentRunError: And its subclasses, as `Agent.run` documents.
         """
+        observer = self.tree.observer
+        if observer is None:
+            return await self._run_under_deadline(resume)
+        with observer.execution_span(self) as span:
+            outcome = await self._run_under_deadline(resume)
+            if isinstance(outcome, Finished):
+                span.finished(outcome.output)
+            return outcome
+
+    async def _run_under_deadline(self, resume: RunState | None) -> ExecutionOutcome:
         deadline = context_rules.deadline_of(self.ctx)
-        scope = context_rules.deadline_scope(deadline)
         token = _current.set(self.ctx)
-        enclosing = enclosing_run.set(
-            Enclosing(budget=self.tree.budget, depth=self.depth, max_depth=self.tree.max_depth)
-        )
+        enclosing = enclosing_run.set(self)
         try:
-            with scope:
-                if deadline is not None:
-                    await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
+            if deadline is None:
+                return await self._run(resume)
+            with context_rules.deadline_scope(deadline) as scope:
+                await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
                 outcome = await self._run(resume)
-            if isinstance(scope, anyio.CancelScope) and scope.cancelled_caught:
+            if scope.cancelled_caught:
                 raise DeadlineExceeded(
                     f"Agent {self.agent.name!r} did not finish before its context's deadline ({deadline}); allow "
                     "more time or do less per run."
@@ -246,12 +294,15 @@ class Execution:
         self.all_definitions = self.definitions = [t.definition for t in tools.values()]
 
     async def _turns(self, resume: RunState | None) -> ExecutionOutcome:
-        spec = self.spec
-        self.instructions = await instructions_for(spec, self.ctx)
-        context_rules.check_context(self.agent, self.ctx, tuple(self.tools.values()))
-        if self.plan[Phase.PRE_RUN]:
+        instructions = self.spec.instructions
+        self.instructions = (
+            await instructions_for(instructions, self.ctx) if isinstance(instructions, InjectedCall) else instructions
+        )
+        context_rules.check_context(self.agent, self.ctx, self.spec, self.tools)
+        handlers = self.plan[Phase.PRE_RUN]
+        if handlers:
             ic = self.intercept_context(Phase.PRE_RUN, self.ctx, tools=self.definitions, model=self.model)
-            outcome = await self.phase(Phase.PRE_RUN, ic)
+            outcome = await dispatch(Phase.PRE_RUN, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End | UseValue):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
             if ic.messages is not self.messages:
@@ -261,7 +312,9 @@ class Execution:
                 self.definitions = list(ic.tools or ())
             self.model = ic.model or self.model
         if resume is None:
-            self.messages.append(UserPrompt(content=self.task))
+            prompt = object.__new__(UserPrompt)  # skips the keyword dict of a class call (once per execution)
+            UserPrompt.__init__(prompt, content=self.task)
+            self.messages.append(prompt)
         else:
             self.messages = list(resume.messages)
             self.start = resume.new_message_index
@@ -285,44 +338,64 @@ class Execution:
             return None
         return frozenset(d.name for d in offered)
 
+    def _params(self, offered: list[ToolDefinition]) -> ModelRequestParameters:
+        """The request's parameters (the last request's object while the offer is the same)."""
+        params = self.params
+        if params is None or params.tools is not offered:
+            output_spec = self.spec.output
+            params = self.params = ModelRequestParameters(
+                agent_name=self.agent.name,
+                instructions=self.instructions,
+                tools=offered,
+                output_tools=[output_spec.definition] if output_spec is not None else [],
+                allow_text_output=output_spec is None,
+                parallel_tool_calls=self.agent.parallel_tool_calls,
+            )
+        return params
+
     async def _turn(self) -> TurnOutcome:
         """One model request and its tool calls; return the outcome when the execution ends."""
         messages, offered, model = self.messages, self.definitions, self.model
-        if self.plan[Phase.PRE_THINK]:
+        handlers = self.plan[Phase.PRE_THINK]
+        if handlers:
             ic = self.intercept_context(Phase.PRE_THINK, self.ctx, tools=offered, model=model)
-            outcome = await self.phase(Phase.PRE_THINK, ic)
+            outcome = await dispatch(Phase.PRE_THINK, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End | UseValue):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
             if ic.messages is not messages:
                 messages = history.repair_pairing(ic.messages)
             offered = ic.tools if ic.tools is not None else []
             model = ic.model or model
-        spec = self.spec
-        params = ModelRequestParameters(
-            agent_name=self.agent.name,
-            instructions=self.instructions,
-            tools=offered,
-            output_tools=[spec.output.definition] if spec.output is not None else [],
-            allow_text_output=spec.output is None,
-            parallel_tool_calls=self.agent.parallel_tool_calls,
-        )
-        self.tree.reserve_request()
+        params = self._params(offered)
+        tree = self.tree
+        tree.reserve_request()
         started = time.perf_counter()
-        if self.tree.emit is None:
-            raw = await model.request(messages, params)
+        if tree.observer is None:
+            raw = await self._request(model, messages, params)
         else:
-            raw = await self._stream_request(model, messages, params)
-        response = history.unique_call_ids(history.check_response(model, raw), self.messages)
-        usage = self.tree.usage
+            with tree.observer.request_span(self, model, params) as span:
+                raw = await self._request(model, messages, params)
+                span.response(history.check_response(model, raw))
+        response = history.check_response(model, raw)
+        if response.tool_calls:
+            if self.call_ids is None:
+                self.call_ids = history.call_ids(self.messages)
+            response = history.unique_call_ids(response, self.call_ids)
+        usage = tree.usage
         usage.input_tokens += response.usage.input_tokens
         usage.output_tokens += response.usage.output_tokens
         self.messages.append(response)
-        event = self.record("model_request", started, detail=response.text)
-        event.finish_reason = response.finish_reason
-        event.usage = response.usage
-        if self.plan[Phase.POST_THINK]:
+        self.record(
+            "model_request",
+            started,
+            detail=response.text,
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+        )
+        handlers = self.plan[Phase.POST_THINK]
+        if handlers:
             ic = self.intercept_context(Phase.POST_THINK, self.ctx, model_response=response)
-            outcome = await self.phase(Phase.POST_THINK, ic)
+            outcome = await dispatch(Phase.POST_THINK, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End | UseValue):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
         if response.finish_reason == "length":
@@ -330,6 +403,14 @@ class Execution:
         if response.tool_calls:
             return await tool_calls.run_calls(self, response.tool_calls, self._gate(offered), None)
         return await output.text_answer(self, response)
+
+    async def _request(self, model: Model, messages: list[Message], params: ModelRequestParameters) -> Any:
+        steps = self.tree.steps
+        if steps is not None:
+            return await steps.request(self, model, messages, params)
+        if self.tree.emit is None:
+            return await model.request(messages, params)
+        return await self._stream_request(model, messages, params)
 
     async def _stream_request(self, model: Model, messages: list[Message], params: ModelRequestParameters) -> Any:
         response: Any = None

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
-from ..core import generate_id
 from ..exceptions import UnexpectedModelBehavior, UserError
 from ..messages import Message, ModelResponse, RetryPrompt, SystemPrompt, ToolCall, ToolReturn, UserPrompt
 from ..models import Model
 from ..usage import Usage
 
-__all__ = ["check_history", "check_response", "repair_pairing", "unique_call_ids"]
+__all__ = ["call_ids", "check_history", "check_response", "repair_pairing", "unique_call_ids"]
 
 _MESSAGE_TYPES = (SystemPrompt, UserPrompt, ModelResponse, ToolReturn, RetryPrompt)
 
@@ -40,53 +39,73 @@ def check_history(history: Any, owner: str) -> list[Message]:
     return list(history)
 
 
+_CALL_TYPES = frozenset({ToolCall})
+_NAME_TYPES = frozenset({str})
+_ARGUMENT_TYPES = frozenset({str, dict})
+_ID_TYPES = frozenset({str, type(None)})
+_name, _arguments, _id = attrgetter("name"), attrgetter("arguments"), attrgetter("id")
+
+
 def check_response(model: Model, response: Any) -> ModelResponse:
     """Return `response` if it is a well-formed `ModelResponse`.
 
     Raises:
         UnexpectedModelBehavior: Otherwise.
     """
-    if not isinstance(response, ModelResponse):
-        problem = f"returned a {type(response).__qualname__} instead of a ModelResponse"
-    elif not isinstance(response.text, str | None) or not isinstance(response.usage, Usage):
-        problem = "returned a ModelResponse whose text is not a str or None, or whose usage is not a Usage"
-    elif not isinstance(response.tool_calls, list) or not all(
-        isinstance(c, ToolCall)
-        and isinstance(c.name, str)
-        and isinstance(c.arguments, str | dict)
-        and isinstance(c.id, str | None)
-        for c in response.tool_calls
-    ):
-        problem = "returned tool calls that are not ToolCall(name: str, arguments: str | dict, id: str | None)"
+    if isinstance(response, ModelResponse):
+        text = response.text
+        if (text is None or type(text) is str) and type(response.usage) is Usage:
+            calls = response.tool_calls
+            # Type checks of every call in C (map over attribute getters), not a Python loop.
+            if not calls or (
+                type(calls) is list
+                and set(map(type, calls)) <= _CALL_TYPES
+                and set(map(type, map(_name, calls))) <= _NAME_TYPES
+                and set(map(type, map(_arguments, calls))) <= _ARGUMENT_TYPES
+                and set(map(type, map(_id, calls))) <= _ID_TYPES
+            ):
+                return response
+            problem = "returned tool calls that are not ToolCall(name: str, arguments: str | dict, id: str | None)"
+        else:
+            problem = "returned a ModelResponse whose text is not a str or None, or whose usage is not a Usage"
     else:
-        return response
+        problem = f"returned a {type(response).__qualname__} instead of a ModelResponse"
     raise UnexpectedModelBehavior(
         f"Model {getattr(model, 'name', model)!r} {problem}; fix the model so that request() returns a valid "
         "ModelResponse."
     )
 
 
-def unique_call_ids(response: ModelResponse, earlier: Sequence[Message]) -> ModelResponse:
-    """Give every call of `response` an id no other call of the execution has.
+def call_ids(messages: Sequence[Message]) -> set[str | None]:
+    """Return the ids of the tool calls in `messages`."""
+    return {c.id for m in messages if isinstance(m, ModelResponse) for c in m.tool_calls}
+
+
+def unique_call_ids(response: ModelResponse, seen: set[str | None]) -> ModelResponse:
+    """Give every call of `response` an id no other call of the execution has, and add the ids
+    to `seen` (the ids of the execution's earlier calls).
 
     Missing, empty and duplicate ids (twice in the response, or used by an earlier call of
     the history) are replaced by run-assigned ones; the history and the provider then use
-    exactly the assigned id. The model's own object is never modified (it may be shared).
+    exactly the assigned id. Assigned ids (`call_<n>`) depend only on the history, so a run
+    replayed from recorded responses assigns the same ones. The model's own object is never
+    modified (it may be shared).
     """
     calls = response.tool_calls
-    if not calls:
-        return response
     ids = [c.id for c in calls]
-    seen = {c.id for m in earlier if isinstance(m, ModelResponse) for c in m.tool_calls}
     if all(ids) and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
+        seen.update(ids)
         return response
     fresh: list[ToolCall] = []
     for c in calls:
         if not c.id or c.id in seen:
-            c = ToolCall(c.name, c.arguments, generate_id("call_"))
+            number = len(seen)
+            while f"call_{number}" in seen:
+                number += 1
+            c = ToolCall(c.name, c.arguments, f"call_{number}")
         seen.add(c.id)
         fresh.append(c)
-    return replace(response, tool_calls=fresh)
+    return response.with_tool_calls(fresh)
 
 
 def repair_pairing(messages: list[Message]) -> list[Message]:

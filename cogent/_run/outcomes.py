@@ -1,4 +1,5 @@
-"""The typed outcomes the run loop's steps return to each other."""
+"""The typed outcomes the run loop's steps return to each other (not frozen: built on every step,
+and a frozen dataclass's `__init__` costs twice as much)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from ..context import ToolApprovalItem
+from ..messages import RetryPrompt, ToolReturn
 from ..result import RunState
 
 __all__ = [
@@ -17,29 +19,11 @@ __all__ = [
     "Interrupted",
     "NextTurn",
     "Pending",
-    "Retry",
-    "Returned",
     "TurnOutcome",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Returned:
-    """The call has a result for the model (its own, a refusal, or an error message)."""
-
-    content: str
-    """The result as the model sees it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """The call failed in a way the model can fix (invalid arguments, `ModelRetry`, unknown tool)."""
-
-    content: str
-    """What the model should do differently."""
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
     """The call waits for a decision: its own approval, or one inside the subagent it delegated to."""
 
@@ -49,7 +33,7 @@ class Pending:
     """The interrupted subagent's state."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ended:
     """An interceptor (or `StopExecution` in a tool) ended the agent's execution."""
 
@@ -57,11 +41,13 @@ class Ended:
     """The execution's output."""
 
 
-CallOutcome: TypeAlias = Returned | Retry | Pending | Ended
-"""What one tool call comes to."""
+CallOutcome: TypeAlias = ToolReturn | RetryPrompt | Pending | Ended
+"""What one tool call comes to: the message the model receives (its result, a refusal or an
+error as a `ToolReturn`; a `RetryPrompt` when the model should try again), `Pending` when it
+waits for a decision, or `Ended` when an interceptor ended the execution."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     """The execution produced its output."""
 
@@ -69,7 +55,7 @@ class Finished:
     """The output (after POST_RUN)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Interrupted:
     """Calls of the execution (or of its subagents) wait for approval."""
 
@@ -77,7 +63,7 @@ class Interrupted:
     """Where to resume."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NextTurn:
     """The turn's calls are done: the model gets their results in the next request."""
 

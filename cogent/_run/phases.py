@@ -84,12 +84,12 @@ EFFECTS: Final[dict[Phase, dict[str, Effect]]] = {
 """Phase x result kind -> effect (`continue`, or `None`, always proceeds)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Proceed:
     """The phase's step goes on (with any modifications applied to the `InterceptContext`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class End:
     """The agent's execution ends with `output` (POST_RUN still runs, except after POST_RUN)."""
 
@@ -97,7 +97,7 @@ class End:
     """The execution's output."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UseValue:
     """The step is not performed, or its result is replaced: `value` stands in for it."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import TypeAdapter
@@ -51,6 +51,8 @@ class AgentSpec:
     """The agent's own interceptors' handlers per phase."""
     instructions: InjectedCall | str | None
     """The instructions: text, or a callable receiving the context."""
+    checked_contexts: set[type[RunContext]] = field(default_factory=set)
+    """Context classes already checked against the tools' annotations."""
 
     @functools.cached_property
     def definitions(self) -> list[ToolDefinition]:
@@ -119,10 +121,7 @@ def spec_of(agent: Agent[Any, Any]) -> AgentSpec:
     return agent._spec
 
 
-async def instructions_for(spec: AgentSpec, ctx: RunContext) -> str | None:
-    """Return the instructions of one execution (calling the callable, if any)."""
-    instructions = spec.instructions
-    if isinstance(instructions, InjectedCall):
-        text = await instructions(ctx)
-        return None if text is None else str(text)
-    return instructions
+async def instructions_for(instructions: InjectedCall, ctx: RunContext) -> str | None:
+    """Return the instructions a callable gives for one execution's context."""
+    text = await instructions(ctx)
+    return None if text is None else str(text)

@@ -1,31 +1,35 @@
 """Tool calls, start to end: validate, gate, PRE_ACT, approve, execute (or delegate), retry,
-POST_ACT; each call comes to one typed outcome (`Returned | Retry | Pending | Ended`).
+POST_ACT. Each call comes to one typed outcome (`outcomes.CallOutcome`): the `ToolReturn` or
+`RetryPrompt` the model receives, `Pending`, or `Ended`.
 
 A call is counted in the usage (and checked against `tool_calls_limit`) when it executes,
-never before: a refused, rejected or pending call is not a tool call made.
+never before: a refused, rejected, skipped or pending call is not a tool call made.
+
+This is the per-call hot path: it avoids coroutine frames, allocations and lookups it does
+not need (see docs/performance.md).
 """
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, cast
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 from pydantic import ValidationError
 
 from ..context import RunContext, ToolApprovalItem, _current
-from ..events import ToolCallEvent, ToolResultEvent
+from ..events import ToolCallEvent, ToolResultEvent, TraceEvent
 from ..exceptions import AgentRunError, ModelRetry, RunStateError, ToolRetriesExceeded, UserError
 from ..interceptors import Phase, StopExecution
-from ..messages import Message, RetryPrompt, ToolCall, ToolReturn
+from ..messages import RetryPrompt, ToolCall, ToolReturn
 from ..result import RunState
-from ..tools import AgentTool, AnyTool
+from ..tools import AgentTool, AnyTool, BaseTool
 from . import approvals, context_rules, delegation, history, output
-from .outcomes import NEXT_TURN, CallOutcome, Ended, Interrupted, Pending, Retry, Returned, TurnOutcome
-from .phases import End, UseValue
+from .outcomes import NEXT_TURN, CallOutcome, Ended, Interrupted, Pending, TurnOutcome
+from .phases import End, UseValue, dispatch
 from .results import error_text, to_text, validation_problem
 from .spec import OUTPUT_TOOL_NAME
 
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
     from .execution import Execution
 
 __all__ = ["count_failure", "new_state_id", "run_call", "run_calls"]
+
+_CANCELLED = "Cancelled before it finished."
 
 
 def count_failure(ex: Execution, name: str) -> None:
@@ -54,6 +60,22 @@ def count_failure(ex: Execution, name: str) -> None:
     ex.retries[name] = count
 
 
+def new_state_id() -> str:
+    """Return a fresh, unguessable state id."""
+    return secrets.token_hex(16)
+
+
+def _tool_return(name: str, call_id: str, content: str) -> ToolReturn:
+    # `object.__new__` + `__init__` skips the keyword dict a class call builds (one per call).
+    message = object.__new__(ToolReturn)
+    ToolReturn.__init__(message, tool_name=name, tool_call_id=call_id, content=content)
+    return message
+
+
+def _retry(name: str | None, call_id: str | None, content: str) -> RetryPrompt:
+    return RetryPrompt(content=content, tool_name=name, tool_call_id=call_id)
+
+
 # --- one response's calls ------------------------------------------------------------
 
 
@@ -62,92 +84,86 @@ async def run_calls(
 ) -> TurnOutcome:
     """Run the calls of one response (concurrently unless `parallel_tool_calls=False`).
 
-    On resume, calls with a result in the state keep it, pending calls go straight to their
-    approval with the arguments the approver saw, and interrupted subagents resume.
+    With sequential calls, the calls after one that waits for a decision (or ends the
+    execution) do not run. On resume, calls with a result in the state keep it, pending
+    calls go straight to their approval with the arguments the approver saw, and
+    interrupted subagents resume.
+
+    Raises:
+        Exception: The first failure among the calls, as itself (never an exception group).
     """
     if ex.spec.output is not None and any(c.name == OUTPUT_TOOL_NAME for c in calls):
         return await output.final_call(ex, calls)
-    results: list[Message | None] = [None] * len(calls)
     outcomes: list[CallOutcome | None] = [None] * len(calls)
-    completed = resume.completed if resume is not None else {}
-    waiting = {item.call_id: item for item in resume.pending} if resume is not None else {}
-    children = resume.children if resume is not None else {}
-
-    async def one(i: int, call: ToolCall) -> None:
-        call_id = cast(str, call.id)
-        done = completed.get(call_id)
-        if done is not None:
-            results[i] = done
-            return
-        outcomes[i] = await run_call(ex, call, gate, waiting.get(call_id), children.get(call_id))
-
+    call_one = _call if ex.tree.observer is None else run_call
     if len(calls) == 1 or not ex.agent.parallel_tool_calls:
         for i, call in enumerate(calls):
-            await one(i, call)
-            if isinstance(outcomes[i], Pending | Ended):
+            if resume is None:
+                outcome = outcomes[i] = await call_one(ex, call, gate, None, None)
+            else:
+                outcome = outcomes[i] = await _resumed_call(ex, call, gate, resume)
+            if isinstance(outcome, Pending | Ended):
                 break  # later calls wait for the decision (or the end)
     else:
         failures: list[Exception] = []
 
-        async def guarded(i: int, call: ToolCall, group: anyio.abc.TaskGroup) -> None:
+        async def one(i: int, call: ToolCall, group: anyio.abc.TaskGroup) -> None:
             try:
-                await one(i, call)
+                if resume is None:
+                    outcomes[i] = await call_one(ex, call, gate, None, None)
+                else:
+                    outcomes[i] = await _resumed_call(ex, call, gate, resume)
             except Exception as exc:  # the first failure ends the turn; raised as itself, not in a group
                 failures.append(exc)
                 group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
             for i, call in enumerate(calls):
-                group.start_soon(guarded, i, call, group)
+                group.start_soon(one, i, call, group)
         if failures:
             raise failures[0]
-    return await _conclude(ex, calls, results, outcomes)
+    return await _conclude(ex, calls, outcomes)
 
 
-async def _conclude(
-    ex: Execution, calls: list[ToolCall], results: list[Message | None], outcomes: list[CallOutcome | None]
-) -> TurnOutcome:
-    pending: list[Pending] = []
+async def _resumed_call(ex: Execution, call: ToolCall, gate: frozenset[str] | None, resume: RunState) -> CallOutcome:
+    call_id = call.id or ""  # ids are unique and non-empty before calls run (history.unique_call_ids)
+    done = resume.completed.get(call_id)
+    if done is not None:
+        return done
+    waiting = next((item for item in resume.pending if item.call_id == call_id), None)
+    return await run_call(ex, call, gate, waiting, resume.children.get(call_id))
+
+
+async def _conclude(ex: Execution, calls: list[ToolCall], outcomes: list[CallOutcome | None]) -> TurnOutcome:
+    done: list[ToolReturn | RetryPrompt] = []
+    pending: dict[str, Pending] = {}
     ended: Ended | None = None
-    for i, (call, outcome) in enumerate(zip(calls, outcomes, strict=True)):
-        call_id = cast(str, call.id)
-        if isinstance(outcome, Returned):
-            results[i] = ToolReturn(tool_name=call.name, tool_call_id=call_id, content=outcome.content)
-        elif isinstance(outcome, Retry):
-            results[i] = RetryPrompt(content=outcome.content, tool_name=call.name, tool_call_id=call_id)
+    for call, outcome in zip(calls, outcomes, strict=True):
+        if isinstance(outcome, ToolReturn | RetryPrompt):
+            done.append(outcome)
         elif isinstance(outcome, Pending):
-            pending.append(outcome)
+            pending[call.id or ""] = outcome
         elif isinstance(outcome, Ended) and ended is None:
             ended = outcome
     if ended is not None:
-        ex.messages.extend(r for r in results if r is not None)
+        ex.messages.extend(done)
         ex.messages = history.repair_pairing(ex.messages)  # calls left without a result are dropped
         return await ex.finish(ended.output)
-    if pending:
-        done = {cast(str, c.id): r for c, r in zip(calls, results, strict=True) if r is not None}
-        state = RunState(
-            agent_name=ex.agent.name,
-            task=ex.task,
-            messages=list(ex.messages),
-            run_id=ex.tree.run_id,
-            state_id=new_state_id(),
-            completed=cast("dict[str, ToolReturn | RetryPrompt]", done),
-            pending=[p.item for p in pending if p.item is not None],
-            children={
-                cast(str, c.id): o.child
-                for c, o in zip(calls, outcomes, strict=True)
-                if isinstance(o, Pending) and o.child is not None
-            },
-            new_message_index=ex.start,
-        )
-        return Interrupted(state)
-    ex.messages.extend(r for r in results if r is not None)
-    return NEXT_TURN
-
-
-def new_state_id() -> str:
-    """Return a fresh, unguessable state id."""
-    return secrets.token_hex(16)
+    if not pending:
+        ex.messages.extend(done)
+        return NEXT_TURN
+    state = RunState(
+        agent_name=ex.agent.name,
+        task=ex.task,
+        messages=list(ex.messages),
+        run_id=ex.tree.run_id,
+        state_id=new_state_id(),
+        completed={m.tool_call_id or "": m for m in done},
+        pending=[p.item for p in pending.values() if p.item is not None],
+        children={call_id: p.child for call_id, p in pending.items() if p.child is not None},
+        new_message_index=ex.start,
+    )
+    return Interrupted(state)
 
 
 # --- one call ------------------------------------------------------------------------
@@ -160,7 +176,7 @@ async def run_call(
     waiting: ToolApprovalItem | None = None,
     child: RunState | None = None,
 ) -> CallOutcome:
-    """Run one tool call from the model's arguments to its result.
+    """Run one tool call from the model's arguments to its outcome.
 
     Args:
         ex: The execution whose model made the call.
@@ -170,66 +186,128 @@ async def run_call(
             the approver saw; validation and PRE_ACT already ran).
         child: On resume, the state of the subagent this call delegated to.
     """
-    name, call_id = call.name, cast(str, call.id)
+    observer = ex.tree.observer
+    if observer is None:
+        return await _call(ex, call, gate, waiting, child)
+    with observer.call_span(ex, call, ex.tools.get(call.name)) as span:
+        outcome = await _call(ex, call, gate, waiting, child)
+        span.outcome(outcome)
+        return outcome
+
+
+async def _call(
+    ex: Execution,
+    call: ToolCall,
+    gate: frozenset[str] | None,
+    waiting: ToolApprovalItem | None,
+    child: RunState | None,
+) -> CallOutcome:
+    name = call.name
+    call_id = call.id or ""  # ids are unique and non-empty before calls run (history.unique_call_ids)
     started = time.perf_counter()
     tool = ex.tools.get(name)
     if tool is None:
         ex.note_failure(name)
         ex.record("retry", started, tool_name=name, call_id=call_id, detail="unknown tool")
         available = ", ".join(sorted(ex.tools)) or "none"
-        return Retry(f"Unknown tool name: {name!r}. Available tools: {available}.")
+        return _retry(name, call_id, f"Unknown tool name: {name!r}. Available tools: {available}.")
     if gate is not None and name not in gate:
         content = f"Error: Tool {name!r} is not available now; use one of the tools offered."
         ex.record("tool_error", started, tool_name=name, call_id=call_id, detail=content)
-        return Returned(content)
-    failures = ex.retries.get(name, 0)
-    ctx = context_rules.retry_view(ex.ctx, failures) if failures else ex.ctx
-    if waiting is not None or child is not None:
-        args = _resumed_arguments(tool, waiting.arguments if waiting is not None else call.arguments)
+        return _tool_return(name, call_id, content)
+    ctx = ex.ctx
+    if ex.retries:
+        failures = ex.retries.get(name)
+        if failures:
+            ctx = context_rules.retry_view(ctx, failures)
+    tree = ex.tree
+    if waiting is None and child is None:
+        try:
+            args = tool.validate_arguments(call.arguments)
+        except UserError:
+            raise
+        except Exception as exc:  # ValidationError, or text pydantic cannot even read
+            ex.note_failure(name)
+            content = validation_problem(name, exc)
+            ex.record("retry", started, tool_name=name, call_id=call_id, detail=content)
+            return _retry(name, call_id, content)
+        if ex.plan[Phase.PRE_ACT]:
+            prepared = await _pre_act(ex, tool, call_id, args, ctx, started)
+            if not isinstance(prepared, dict):
+                return prepared
+            args = prepared
     else:
-        prepared = await _prepare(ex, tool, call, ctx, started)
-        if not isinstance(prepared, dict):
-            return prepared
-        args = prepared
+        args = _resumed_arguments(tool, waiting.arguments if waiting is not None else call.arguments)
     if tool.requires_approval and child is None:
         refusal = await _approve(ex, tool, call_id, args, ctx, waiting, started)
         if refusal is not None:
             return refusal
     if child is None:  # a resumed delegation was counted (and announced) when it started
-        ex.tree.reserve_tool_call()
-    if ex.tree.emit is not None and child is None:
-        await ex.emit(
-            ToolCallEvent(
-                agent=ex.agent.name, depth=ex.depth, tool_name=name, call_id=call_id, arguments=call.arguments_json()
+        if tree.limits is None:
+            tree.usage.tool_calls += 1
+        else:
+            tree.reserve_tool_call()
+        if tree.emit is not None:
+            await ex.emit(
+                ToolCallEvent(
+                    agent=ex.agent.name,
+                    depth=ex.depth,
+                    tool_name=name,
+                    call_id=call_id,
+                    arguments=call.arguments_json(),
+                )
             )
-        )
-    executed = await _execute(ex, tool, call_id, args, ctx, started, child)
-    if not isinstance(executed, str):
-        return executed
-    content = executed
-    # A delegation has its own trace event (with the subagent's events in it).
-    event = (
-        None
-        if isinstance(tool, AgentTool)
-        else ex.record("tool_call", started, tool_name=name, call_id=call_id, detail=content)
-    )
-    ex.retries.pop(name, None)
+    token = _current.set(ctx) if ctx is not ex.ctx else None
+    try:
+        event: TraceEvent | None = None
+        if isinstance(tool, AgentTool):
+            delegated = await delegation.delegate(ex, tool, call_id, args["task"], child)
+            if not isinstance(delegated, str):
+                return delegated
+            content = delegated  # a delegation has its own trace event, with the subagent's events in it
+        else:
+            if tool.timeout is None and tree.steps is None:
+                value = await tool.start(args, ctx)
+            else:
+                value = await _timed(ex, tool, call_id, args, ctx)
+            content = value if type(value) is str and value.isascii() else _value_text(value, name)
+            event = ex.record("tool_call", started, tool_name=name, call_id=call_id, detail=content)
+    except ModelRetry as retry:
+        ex.note_failure(name)
+        ex.record("retry", started, tool_name=name, call_id=call_id, detail=retry.message)
+        return _retry(name, call_id, retry.message)
+    except StopExecution as stopped:
+        return Ended(stopped.response)
+    except anyio.get_cancelled_exc_class():
+        # Cancelled (a sibling call failed, the deadline passed, the caller cancelled): the trace
+        # still shows that the call started and did not finish.
+        ex.record("tool_error", started, tool_name=name, call_id=call_id, detail=_CANCELLED)
+        raise
+    except (AgentRunError, UserError):
+        raise
+    except Exception as exc:
+        return await _failed(ex, exc, name, call_id, args, ctx, started)
+    finally:
+        if token is not None:
+            _current.reset(token)
+    if ex.retries:
+        ex.retries.pop(name, None)
     if ex.plan[Phase.POST_ACT]:
         ic = ex.intercept_context(
             Phase.POST_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args, tool_result=content
         )
-        outcome = await ex.phase(Phase.POST_ACT, ic)
+        outcome = await dispatch(Phase.POST_ACT, ex.plan[Phase.POST_ACT], ic, ctx, ex.interceptor_failed)
         if isinstance(outcome, End):
             return Ended(outcome.output)
         if isinstance(outcome, UseValue):
             content = to_text(outcome.value)
             if event is not None:
                 event.detail = content
-    if ex.tree.emit is not None:
+    if tree.emit is not None:
         await ex.emit(
             ToolResultEvent(agent=ex.agent.name, depth=ex.depth, tool_name=name, call_id=call_id, result=content)
         )
-    return Returned(content)
+    return _tool_return(name, call_id, content)
 
 
 def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[str, Any]:
@@ -242,31 +320,20 @@ def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[s
         ) from None
 
 
-async def _prepare(
-    ex: Execution, tool: AnyTool, call: ToolCall, ctx: RunContext, started: float
+async def _pre_act(
+    ex: Execution, tool: AnyTool, call_id: str, args: dict[str, Any], ctx: RunContext, started: float
 ) -> dict[str, Any] | CallOutcome:
-    """Validate the arguments and run PRE_ACT; return the arguments, or the call's outcome."""
-    name, call_id = tool.name, cast(str, call.id)
-    try:
-        args = tool.validate_arguments(call.arguments)
-    except UserError:
-        raise
-    except Exception as exc:  # ValidationError, or text pydantic cannot even read
-        ex.note_failure(name)
-        content = validation_problem(name, exc)
-        ex.record("retry", started, tool_name=name, call_id=call_id, detail=content)
-        return Retry(content)
-    if not ex.plan[Phase.PRE_ACT]:
-        return args
+    """Run PRE_ACT; return the (possibly modified, re-validated) arguments, or the call's outcome."""
+    name = tool.name
     ic = ex.intercept_context(Phase.PRE_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args)
-    outcome = await ex.phase(Phase.PRE_ACT, ic)
+    outcome = await dispatch(Phase.PRE_ACT, ex.plan[Phase.PRE_ACT], ic, ctx, ex.interceptor_failed)
     if isinstance(outcome, End):
         return Ended(outcome.output)
     if isinstance(outcome, UseValue):
         value = outcome.value
         content = to_text(value) if value is not None else f"Tool call {name!r} was skipped by an interceptor."
         ex.record("interceptor", started, tool_name=name, call_id=call_id, detail=content)
-        return Returned(content)
+        return _tool_return(name, call_id, content)
     if ic.tool_args is args:
         return args
     try:
@@ -305,83 +372,85 @@ async def _approve(
             f"The RunState's pending call {call_id!r} of tool {tool.name!r} does not match its approval item; "
             "the state was altered. Start a new run."
         )
-    decision = await approvals.ask(item, ctx, ex.tree.approval_handler)
+    steps = ex.tree.steps
+    handler = ex.tree.approval_handler
+    if steps is None:
+        decision = await approvals.ask(item, ctx, handler)
+    else:
+        decision = await steps.approval(ex, item, ctx, handler)
     ex.record("approval", started, tool_name=tool.name, call_id=call_id, decision=decision)
     if decision == "approved":
         return None
     if decision == "pending":
         return Pending(item=item)
-    return Returned(f"Tool call {tool.name!r} was rejected; do not retry it.")
+    return _tool_return(tool.name, call_id, f"Tool call {tool.name!r} was rejected; do not retry it.")
 
 
-async def _execute(
+async def _timed(ex: Execution, tool: BaseTool, call_id: str, args: dict[str, Any], ctx: RunContext) -> Any:
+    """Execute a call under the tool's timeout, through the run's `Steps` when it has them.
+
+    Raises:
+        TimeoutError: Naming the tool, when its timeout passes (a `TimeoutError` the tool
+            raises itself keeps its own message).
+    """
+    steps = ex.tree.steps
+    if tool.timeout is None:
+        return await (tool.start(args, ctx) if steps is None else steps.call_tool(ex, tool, call_id, args, ctx))
+    with anyio.move_on_after(tool.timeout) as timer:
+        value = await (tool.start(args, ctx) if steps is None else steps.call_tool(ex, tool, call_id, args, ctx))
+    if timer.cancelled_caught:
+        raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
+    return value
+
+
+def _value_text(value: Any, tool_name: str) -> str:
+    """The text of a tool's value for the model (see `results.to_text`).
+
+    Raises:
+        UserError: If the value is a coroutine nobody awaited (a sync tool that called an async API).
+    """
+    if isinstance(value, CoroutineType):
+        value.close()
+        raise UserError(
+            f"Tool {tool_name!r} returned a coroutine that nobody awaited; make the tool `async def` and await it, "
+            "or call the synchronous API (e.g. agent.run_sync() instead of agent.run())."
+        )
+    return to_text(value)
+
+
+async def _failed(
     ex: Execution,
-    tool: AnyTool,
+    exc: Exception,
+    name: str,
     call_id: str,
     args: dict[str, Any],
     ctx: RunContext,
     started: float,
-    child: RunState | None,
-) -> str | CallOutcome:
-    """Execute a call (under its timeout) or delegate it; return its result text, or its outcome.
+) -> CallOutcome:
+    """A call's tool raised `exc`: fire ON_ERROR, then give the model an error result.
 
-    A failure becomes an error result for the model (after ON_ERROR), or propagates with
-    `Agent(tool_errors="raise")`; framework errors (`AgentRunError`, `UserError`) propagate.
+    Raises:
+        Exception: `exc` itself with `Agent(tool_errors="raise")` (unless ON_ERROR recovered).
+        UserError: For a sync tool that called `agent.run(...)` without awaiting it.
     """
-    name = tool.name
-    token = _current.set(ctx) if ctx is not ex.ctx else None
-    try:
-        if isinstance(tool, AgentTool):
-            return await delegation.delegate(ex, tool, call_id, args["task"], child)
-        if tool.timeout is not None:
-            with anyio.move_on_after(tool.timeout) as timer:
-                value = await tool.execute(args, ctx)
-            if timer.cancelled_caught:  # only our timer: a TimeoutError the tool raises keeps its message
-                raise TimeoutError(f"Tool {name!r} timed out after {tool.timeout} seconds")
-        else:
-            value = await tool.execute(args, ctx)
-        if inspect.iscoroutine(value):
-            value.close()
-            raise UserError(
-                f"Tool {name!r} returned a coroutine that nobody awaited; make the tool `async def` and await it, "
-                "or call the synchronous API (e.g. agent.run_sync() instead of agent.run())."
-            )
-        return to_text(value)
-    except ModelRetry as retry:
-        ex.note_failure(name)
-        ex.record("retry", started, tool_name=name, call_id=call_id, detail=retry.message)
-        return Retry(retry.message)
-    except StopExecution as stopped:
-        return Ended(stopped.response)
-    except anyio.get_cancelled_exc_class():
-        # Cancelled (a sibling call failed, the deadline passed, the caller cancelled): the trace still
-        # shows that the call started and did not finish.
-        ex.record("tool_error", started, tool_name=name, call_id=call_id, detail="Cancelled before it finished.")
-        raise
-    except (AgentRunError, UserError):
-        raise
-    except Exception as exc:
-        _raise_for_unawaited_run(exc, name)
-        recovery = await ex.on_error(exc, ctx, name, call_id, args)
-        if isinstance(recovery, End):
-            return Ended(recovery.output)
-        if isinstance(recovery, UseValue):
-            content = to_text(recovery.value) if recovery.value is not None else error_text(exc)
-        elif ex.agent.tool_errors == "raise":
-            raise  # the tool's own exception; for a timeout, the TimeoutError naming the tool
-        else:
-            content = error_text(exc)
-        ex.record("tool_error", started, tool_name=name, call_id=call_id, detail=content, error=exc)
-        return Returned(content)
-    finally:
-        if token is not None:
-            _current.reset(token)
+    _raise_for_unawaited_run(exc, name)
+    recovery = await ex.on_error(exc, ctx, name, call_id, args)
+    if isinstance(recovery, End):
+        return Ended(recovery.output)
+    if isinstance(recovery, UseValue):
+        content = to_text(recovery.value) if recovery.value is not None else error_text(exc)
+    elif ex.agent.tool_errors == "raise":
+        raise exc  # the tool's own exception; for a timeout, the TimeoutError naming the tool
+    else:
+        content = error_text(exc)
+    ex.record("tool_error", started, tool_name=name, call_id=call_id, detail=content, error=exc)
+    return _tool_return(name, call_id, content)
 
 
 def _raise_for_unawaited_run(exc: Exception, tool_name: str) -> None:
     """Turn "'coroutine' object has no attribute 'output'" into an error naming `run_sync`."""
     obj = getattr(exc, "obj", None) if isinstance(exc, AttributeError) else None
-    if inspect.iscoroutine(obj) and obj.cr_code.co_qualname.startswith("Agent.run"):
+    if isinstance(obj, CoroutineType) and obj.cr_code.co_qualname.startswith("Agent.run"):
         obj.close()
         raise UserError(
             f"Tool {tool_name!r} called agent.run(...) without awaiting it. In a sync tool use "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._signature import InjectedCall
@@ -17,8 +18,10 @@ from .phases import Plan, build_plan
 
 if TYPE_CHECKING:
     from ..agent import Agent
+    from .execution import Execution
+    from .hooks import Observer, Steps
 
-__all__ = ["DEFAULT_MAX_REQUESTS", "Emit", "Enclosing", "RunOptions", "RunTree", "WorkBudget", "enclosing_run"]
+__all__ = ["DEFAULT_MAX_REQUESTS", "Emit", "RunOptions", "RunTree", "WorkBudget", "enclosing_run"]
 
 Emit = Callable[[StreamEvent], Awaitable[None]]
 
@@ -50,19 +53,21 @@ class RunOptions:
     def check(self, agent_name: str) -> None:
         """Raise `UserError` for any argument that cannot work, naming it and the fix."""
         where = f"Agent {agent_name!r}.run()"
-        for name in ("max_depth", "max_requests"):
-            value = getattr(self, name)
-            low = 0 if name == "max_depth" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        for name, value, low in (("max_depth", self.max_depth, 0), ("max_requests", self.max_requests, 1)):
+            if type(value) is not int or value < low:
                 raise UserError(f"{where} got {name}={value!r}; pass an int of {low} or more.")
-        if isinstance(self.interceptors, Interceptor) or not isinstance(self.interceptors, Sequence):
-            raise UserError(f"{where} got interceptors={self.interceptors!r}; pass a list of Interceptor instances.")
-        for i in self.interceptors:
-            if not isinstance(i, Interceptor):
-                raise UserError(
-                    f"{where} got {i!r} in interceptors=; pass Interceptor instances (subclass Interceptor or "
-                    "decorate a function with @interceptor)."
-                )
+        interceptors = self.interceptors
+        if interceptors:
+            if isinstance(interceptors, Interceptor | str | bytes) or not isinstance(interceptors, Sequence):
+                raise UserError(f"{where} got interceptors={interceptors!r}; pass a list of Interceptor instances.")
+            for i in interceptors:
+                if not isinstance(i, Interceptor):
+                    raise UserError(
+                        f"{where} got {i!r} in interceptors=; pass Interceptor instances (subclass Interceptor or "
+                        "decorate a function with @interceptor)."
+                    )
+        elif not isinstance(interceptors, Sequence):
+            raise UserError(f"{where} got interceptors={interceptors!r}; pass a list of Interceptor instances.")
         if self.usage_limits is not None and not isinstance(self.usage_limits, UsageLimits):
             raise UserError(
                 f"{where} got usage_limits={type(self.usage_limits).__qualname__}; pass "
@@ -96,40 +101,90 @@ class WorkBudget:
         self.spent += 1
 
 
-@dataclass(kw_only=True, slots=True)
 class RunTree:
-    """What all executions of one top-level run share."""
+    """What all executions of one top-level run share.
 
-    run_id: str
-    """The run's id (stable across resumes; approvals are bound to it)."""
-    usage: Usage
-    """The usage of the whole tree."""
-    limits: UsageLimits | None
-    """The user's hard caps."""
-    budget: WorkBudget
-    """The bound on model requests, shared with enclosing and nested runs."""
-    interceptors: tuple[Interceptor, ...]
-    """Interceptors for every agent of the tree."""
-    approval_handler: InjectedCall | None
-    """Decides calls that need approval, or `None` to interrupt."""
-    max_depth: int
-    """The hard delegation limit, counted from the outermost run."""
-    emit: Emit | None
-    """Where stream events go."""
-    state: dict[str, Any] = field(default_factory=dict)
-    """The interceptors' shared state."""
-    reported: list[BaseException] = field(default_factory=list)
-    """Exceptions ON_ERROR has already seen (each fires it once)."""
-    plans: dict[int, Plan] = field(default_factory=dict)
-    """Per agent (by id; the tree keeps the agents alive): its interceptors, then the run's."""
+    Args:
+        usage: The usage of the whole tree (a resumed run continues its state's).
+        limits: The user's hard caps.
+        budget: The bound on model requests, shared with enclosing and nested runs.
+        interceptors: Interceptors for every agent of the tree.
+        approval_handler: Decides calls that need approval, or `None` to interrupt.
+        max_depth: The hard delegation limit, counted from the outermost run.
+        emit: Where stream events go.
+        run_id: The run's id when it resumes a state (else made on first use).
+        steps: How steps are performed (durable runs), or `None` for inline.
+        observer: Who watches the run (telemetry), or `None`.
+    """
+
+    __slots__ = (
+        "_plans",
+        "_reported",
+        "_run_id",
+        "_state",
+        "approval_handler",
+        "budget",
+        "emit",
+        "interceptors",
+        "limits",
+        "max_depth",
+        "observer",
+        "steps",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        *,
+        usage: Usage,
+        limits: UsageLimits | None,
+        budget: WorkBudget,
+        interceptors: tuple[Interceptor, ...],
+        approval_handler: InjectedCall | None,
+        max_depth: int,
+        emit: Emit | None,
+        run_id: str | None = None,
+        steps: Steps | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.usage = usage
+        self.limits = limits
+        self.budget = budget
+        self.interceptors = interceptors
+        self.approval_handler = approval_handler
+        self.max_depth = max_depth
+        self.emit = emit
+        self.steps = steps
+        self.observer = observer
+        self._run_id = run_id
+        self._state: dict[str, Any] | None = None
+        self._reported: list[BaseException] | None = None
+        self._plans: dict[int, Plan] | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (stable across resumes; approvals are bound to it), made on first use."""
+        if self._run_id is None:
+            self._run_id = secrets.token_hex(16)
+        return self._run_id
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The interceptors' shared state (one dict per run)."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     def plan_for(self, agent: Agent[Any, Any], own: Plan) -> Plan:
-        """Return the handlers per phase for `agent`, whose own plan is `own`."""
+        """Return the handlers per phase for `agent`, whose own plan is `own`: its interceptors,
+        then the run's (the tree keeps the agents alive, so their ids are stable)."""
         if not self.interceptors:
             return own
-        plan = self.plans.get(id(agent))
+        if self._plans is None:
+            self._plans = {}
+        plan = self._plans.get(id(agent))
         if plan is None:
-            plan = self.plans[id(agent)] = build_plan((*agent.interceptors, *self.interceptors))
+            plan = self._plans[id(agent)] = build_plan((*agent.interceptors, *self.interceptors))
         return plan
 
     def reserve_request(self) -> None:
@@ -155,24 +210,14 @@ class RunTree:
 
     def first_report(self, exc: BaseException) -> bool:
         """Return whether ON_ERROR has not seen `exc` yet, and remember it."""
-        if any(seen is exc for seen in self.reported):
+        if self._reported is None:
+            self._reported = []
+        if any(seen is exc for seen in self._reported):
             return False
-        self.reported.append(exc)
+        self._reported.append(exc)
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class Enclosing:
-    """The execution a nested `agent.run()` (inside a tool) was started from."""
-
-    budget: WorkBudget
-    """The enclosing tree's request budget."""
-    depth: int
-    """The enclosing execution's depth."""
-    max_depth: int
-    """The enclosing tree's hard delegation limit."""
-
-
-enclosing_run: ContextVar[Enclosing] = ContextVar("cogent_enclosing_run")
-"""Set while an execution runs, so that a run started inside one of its tools continues its
-depth and shares its request budget."""
+enclosing_run: ContextVar[Execution] = ContextVar("cogent_enclosing_run")
+"""The innermost execution running in this context, so that a run started inside one of its
+tools continues its depth and shares its request budget and depth limit."""

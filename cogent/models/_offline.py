@@ -6,7 +6,6 @@ import inspect
 import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import Any, TypeAlias
 
 from ..exceptions import UnexpectedModelBehavior
@@ -91,7 +90,7 @@ class ScriptedModel(Model):
                 f"by agent {params.agent_name!r}; add steps to the script."
             )
         reply = self.steps[step]  # a fresh response (and call list) per request: runs never share one
-        return replace(reply, tool_calls=list(reply.tool_calls))
+        return reply.with_tool_calls(list(reply.tool_calls))
 
 
 class TestModel(Model):

@@ -1,0 +1,110 @@
+"""The seams integrations plug into, so the turn loop never knows about them.
+
+- `Steps`: how the side-effecting steps are performed. The default performs them directly;
+  the durable runner (`cogent.durable`) records each model request and tool call as a
+  checkpointed step, runs each delegation as a child workflow, and waits for approvals
+  durably.
+- `Observer`: who watches the run as it happens. The telemetry integration
+  (`cogent.telemetry`) opens a span per agent execution, model request and tool call, and
+  turns trace events (approvals, retries, refusals, interceptor stops) into span events.
+
+A run without integrations has neither (`RunTree.steps` and `RunTree.observer` are `None`):
+the loop then performs the steps inline and pays nothing for the seams.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from .._signature import InjectedCall
+from ..context import RunContext, ToolApprovalItem
+from ..events import TraceEvent
+from ..messages import Message, ModelResponse, ToolCall
+from ..models import Model, ModelRequestParameters
+from ..result import RunState
+from ..tools import AnyTool, BaseTool
+from . import approvals
+from .approvals import Decision
+
+if TYPE_CHECKING:
+    from .execution import Execution
+    from .outcomes import CallOutcome, ExecutionOutcome
+
+__all__ = ["Observer", "Span", "Steps"]
+
+
+class Steps:
+    """How the run loop performs the steps whose outcome a durable runner records.
+
+    Each method performs one step exactly as the plain loop does; a subclass wraps them
+    (a checkpointed step, a child workflow, a durable wait) and must return what the plain
+    step would, so that the loop stays deterministic given the recorded outcomes.
+    """
+
+    async def request(
+        self, ex: Execution, model: Model, messages: list[Message], params: ModelRequestParameters
+    ) -> ModelResponse:
+        """Ask `model` for the next response of `ex`."""
+        return await model.request(messages, params)
+
+    async def call_tool(
+        self, ex: Execution, tool: BaseTool, call_id: str, arguments: dict[str, Any], ctx: RunContext
+    ) -> Any:
+        """Execute one tool call of `ex` with validated `arguments`; return the tool's value."""
+        return await tool.execute(arguments, ctx)
+
+    async def delegate(
+        self, ex: Execution, call_id: str, child: Execution, resume: RunState | None
+    ) -> ExecutionOutcome:
+        """Run the subagent execution `child`, delegated to by `ex`'s call `call_id`."""
+        return await child.run(resume)
+
+    async def approval(
+        self, ex: Execution, item: ToolApprovalItem, ctx: RunContext, handler: InjectedCall | None
+    ) -> Decision:
+        """Decide a call that needs approval (see `approvals.ask`)."""
+        return await approvals.ask(item, ctx, handler)
+
+
+class Span:
+    """One observed step (an agent execution, a model request or a tool call).
+
+    The base class records nothing; an observer returns its own subclass.
+    """
+
+    def response(self, response: ModelResponse) -> None:
+        """A model request's response arrived."""
+
+    def outcome(self, outcome: CallOutcome) -> None:
+        """A tool call came to `outcome`."""
+
+    def finished(self, output: Any) -> None:
+        """An agent execution produced `output`."""
+
+
+class Observer(ABC):
+    """Watches a run as it happens; every method is called only when an observer is set.
+
+    Each `*_span` method returns a context manager entered around the step, in the task
+    that performs it (so spans nest as the steps do: a delegation's execution inside the
+    delegating call's span). An exception leaving the step passes through the context
+    manager's `__exit__`.
+    """
+
+    @abstractmethod
+    def execution_span(self, ex: Execution) -> AbstractContextManager[Span]:
+        """Around one agent execution (the top-level run, or a delegation's subagent)."""
+
+    @abstractmethod
+    def request_span(self, ex: Execution, model: Model, params: ModelRequestParameters) -> AbstractContextManager[Span]:
+        """Around one model request."""
+
+    @abstractmethod
+    def call_span(self, ex: Execution, call: ToolCall, tool: AnyTool | None) -> AbstractContextManager[Span]:
+        """Around one tool call, from validation to its result (`tool` is `None` for an unknown name)."""
+
+    @abstractmethod
+    def event(self, ex: Execution, event: TraceEvent) -> None:
+        """A trace event was recorded in `ex` (approvals, retries, refusals, interceptor results...)."""
