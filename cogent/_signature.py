@@ -374,18 +374,26 @@ class InjectedCall:
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
         )
 
-    async def __call__(self, ctx: RunContext | None, *args: Any) -> Any:
-        """Call the function with `args` and the context; await it when it is async."""
+    def invoke(self, ctx: RunContext | None, *args: Any) -> Any:
+        """Call the function with `args` and the context; return what it returns (for an async
+        function, the awaitable to await: see `is_async`).
+
+        Raises:
+            ContextTypeError: If `ctx` is not an instance of the annotated context class.
+        """
         context = self.context
-        if context is not None and ctx is not None:
+        if context is not None and ctx is not None and not isinstance(ctx, context.cls):
             context.check(ctx, self.owner)
         if self._positional:
-            result = self.func(*args) if context is None else self.func(*args, ctx)
-        else:
-            kwargs = dict(zip(self._names, args, strict=True))
-            if context is not None:
-                kwargs[context.name] = ctx
-            result = self.func(**kwargs)
+            return self.func(*args) if context is None else self.func(*args, ctx)
+        kwargs = dict(zip(self._names, args, strict=True))
+        if context is not None:
+            kwargs[context.name] = ctx
+        return self.func(**kwargs)
+
+    async def __call__(self, ctx: RunContext | None, *args: Any) -> Any:
+        """Call the function with `args` and the context; await it when it is async."""
+        result = self.invoke(ctx, *args)
         if self.is_async:
             result = await result
         return result

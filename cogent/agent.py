@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, Literal
 
@@ -260,7 +260,7 @@ class Agent(Generic[ContextT, OutputT]):
             return self._delegation_tool
         return AgentTool(self, name=name, description=description, requires_approval=requires_approval)
 
-    async def run(
+    def run(
         self,
         input: str | RunState,  # noqa: A002 - the peers' name
         *,
@@ -271,8 +271,11 @@ class Agent(Generic[ContextT, OutputT]):
         approval_handler: Callable[..., Any] | None = None,
         max_depth: int = 16,
         max_requests: int = DEFAULT_MAX_REQUESTS,
-    ) -> RunResult[ContextT, OutputT]:
-        """Run the agent until it produces an output.
+    ) -> Coroutine[Any, Any, RunResult[ContextT, OutputT]]:
+        """Run the agent until it produces an output: `result = await agent.run(...)`.
+
+        `run()` returns the run's coroutine (so each waiting run holds one frame less); await it,
+        or hand it to `asyncio.create_task()` / a task group like any coroutine.
 
         Args:
             input: The user's message, or a `RunState` to resume an interrupted run.
@@ -319,7 +322,7 @@ class Agent(Generic[ContextT, OutputT]):
             max_depth=max_depth,
             max_requests=max_requests,
         )
-        return await _run.run_agent(self, input, options)
+        return _run.run_agent(self, input, options)
 
     def run_sync(
         self,

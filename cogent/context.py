@@ -19,7 +19,7 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
 
 from pydantic_core import SchemaSerializer, core_schema
 from typing_extensions import dataclass_transform
@@ -138,7 +138,17 @@ def _decision_key(item: ToolApprovalItem) -> str:
     return item.approval_id or f"{item.tool_name}\0{item.call_id}\0{item.arguments}"
 
 
-_current: ContextVar[RunContext] = ContextVar("cogent_current_context")
+class Running(NamedTuple):
+    """What runs in the current task or thread: the context, and the run loop's execution."""
+
+    ctx: RunContext
+    """The context of the innermost executing agent or tool (what `current_context()` returns)."""
+    execution: Any
+    """The run loop's execution (opaque here), so a run started inside a tool can find its parent."""
+
+
+running: ContextVar[Running] = ContextVar("cogent_running")
+"""Set by the run loop for each execution (and each retried tool call's context view)."""
 
 if TYPE_CHECKING:
     # For type checkers only (a no-op `type` at run time): a class that names a
@@ -443,7 +453,7 @@ def current_context() -> RunContext:
         LookupError: If called outside a run.
     """
     try:
-        return _current.get()
+        return running.get().ctx
     except LookupError:
         raise LookupError(
             "current_context() was called outside an agent run; call it from a tool, an "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,9 @@ from .phases import Plan, build_plan
 
 if TYPE_CHECKING:
     from ..agent import Agent
-    from .execution import Execution
     from .hooks import Observer, Steps
 
-__all__ = ["DEFAULT_MAX_REQUESTS", "Emit", "RunOptions", "RunTree", "WorkBudget", "enclosing_run"]
+__all__ = ["DEFAULT_MAX_REQUESTS", "Emit", "RunOptions", "RunTree", "WorkBudget"]
 
 Emit = Callable[[StreamEvent], Awaitable[None]]
 
@@ -216,8 +214,3 @@ class RunTree:
             return False
         self._reported.append(exc)
         return True
-
-
-enclosing_run: ContextVar[Execution] = ContextVar("cogent_enclosing_run")
-"""The innermost execution running in this context, so that a run started inside one of its
-tools continues its depth and shares its request budget and depth limit."""
