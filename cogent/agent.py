@@ -289,10 +289,12 @@ class Agent(Generic[ContextT, OutputT]):
                 called with the `ToolApprovalItem` (and the context by injection), it
                 must return a `bool` (or an awaitable of one). Without it, such calls
                 interrupt the run.
-            max_depth: The hard delegation limit for this run's tree (nested runs started
-                inside tools count their depth from the run that started them).
+            max_depth: The hard delegation limit for this run's tree. A run started inside
+                a tool of another run counts its depth from that run, and the smaller of the
+                two limits applies.
             max_requests: The hard bound on model requests of this run's tree, subagents
-                and runs started inside its tools included.
+                and runs started inside its tools included. A run started inside a tool of
+                another run also spends from that run's bound.
 
         Returns:
             The `RunResult`; when interrupted, `result.interruptions` and `result.state`.

@@ -269,6 +269,15 @@ class RunContext(metaclass=_ContextMeta):
                 object.__setattr__(new, name, getattr(self, name))
         return new
 
+    def __getstate__(self) -> Any:
+        """The state `pickle` and `copy.deepcopy()` copy: the fields, never the approval decisions."""
+        state = super().__getstate__()
+        attributes = state[0] if isinstance(state, tuple) else state
+        if isinstance(attributes, dict) and _APPROVALS_ATTR in attributes:
+            attributes = {k: v for k, v in attributes.items() if k != _APPROVALS_ATTR}
+            state = (attributes, state[1]) if isinstance(state, tuple) else attributes
+        return state
+
     # --- approvals (the OpenAI Agents SDK's RunContextWrapper API) ---
     #
     # Decisions live in a store attached to this object. `copy.copy()`, `with_metadata()` and

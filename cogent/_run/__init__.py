@@ -85,7 +85,7 @@ def run_agent(
         run_id=state.run_id if state is not None else None,
         usage=copy.copy(state.usage) if state is not None else Usage(),
         limits=options.usage_limits,
-        budget=enclosing.tree.budget if enclosing is not None else WorkBudget(limit=options.max_requests),
+        budget=WorkBudget(limit=options.max_requests, enclosing=enclosing.tree.budget if enclosing else None),
         interceptors=tuple(options.interceptors),
         approval_handler=handler,
         max_depth=min(options.max_depth, enclosing.tree.max_depth) if enclosing is not None else options.max_depth,
