@@ -1,0 +1,215 @@
+"""The replay's databases: `data/db.json` loaded into SQL, one fresh copy per task, and the canonical hash.
+
+`load_database` inserts the records of a `db.json` file into an empty database with
+portable SQLAlchemy Core statements (it works on any engine). `DatabaseTemplate` does that
+once per process into an in-memory SQLite database, and `fresh()` hands out an
+independent copy per task with SQLite's backup API (about a millisecond).
+
+`canonical_db` reads every table back into the canonical form of the data README, and
+`canonical_sha256` hashes it the way `final_db_sha256` of `expected_outcomes.json` is
+computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+from ..store import (
+    DATA_DIR,
+    METADATA,
+    OPTIONAL_ORDER_FIELDS,
+    Record,
+    fulfillments,
+    order_items,
+    orders,
+    payment_methods,
+    payments,
+    products,
+    read_orders,
+    read_products,
+    read_users,
+    users,
+    variants,
+)
+
+__all__ = [
+    "CanonicalDB",
+    "DatabaseTemplate",
+    "canonical_db",
+    "canonical_json_db",
+    "canonical_sha256",
+    "changed_records",
+    "load_database",
+]
+
+CanonicalDB = dict[str, dict[str, Record]]
+"""A whole database in the canonical form: table name -> record id -> record."""
+
+
+def canonical_json_db(path: Path) -> CanonicalDB:
+    """Read a `db.json` file in the canonical form: every number a float, every optional order field present.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The tables `products`, `users` and `orders`, keyed by record id, in file order.
+    """
+    db: CanonicalDB = json.loads(path.read_text(encoding="utf-8"), parse_int=float)
+    for order in db["orders"].values():
+        for name in OPTIONAL_ORDER_FIELDS:
+            order.setdefault(name, None)
+    return db
+
+
+def _rows(db: CanonicalDB) -> dict[sa.Table, list[dict[str, Any]]]:
+    """Split canonical records into the rows of each table (positions keep the records' order)."""
+    rows: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in METADATA.sorted_tables}
+    for position, product in enumerate(db["products"].values()):
+        rows[products].append({"product_id": product["product_id"], "position": position, "name": product["name"]})
+        rows[variants] += [
+            {"product_id": product["product_id"], "position": index, **variant}
+            for index, variant in enumerate(product["variants"].values())
+        ]
+    order_position = {order_id: position for position, order_id in enumerate(db["orders"])}
+    for position, user in enumerate(db["users"].values()):
+        if user["orders"] != sorted(user["orders"], key=order_position.__getitem__):
+            raise ValueError(
+                f"User {user['user_id']} lists their orders in another order than the orders table; the SQL "
+                "schema derives the list from the table, so reorder the list in db.json."
+            )
+        rows[users].append(
+            {
+                "user_id": user["user_id"],
+                "position": position,
+                **user["name"],
+                **user["address"],
+                "email": user["email"],
+            }
+        )
+        rows[payment_methods] += [
+            {"user_id": user["user_id"], "payment_method_id": method_id, "position": index}
+            | {key: method.get(key) for key in ("source", "brand", "last_four", "balance")}
+            for index, (method_id, method) in enumerate(user["payment_methods"].items())
+        ]
+    for position, order in enumerate(db["orders"].values()):
+        order_id = order["order_id"]
+        rows[orders].append(
+            {"order_id": order_id, "position": position, "user_id": order["user_id"], **order["address"]}
+            | {"status": order["status"]}
+            | {name: order[name] for name in OPTIONAL_ORDER_FIELDS}
+        )
+        for table, entries in (
+            (order_items, order["items"]),
+            (fulfillments, order["fulfillments"]),
+            (payments, order["payment_history"]),
+        ):
+            rows[table] += [{"order_id": order_id, "position": index, **entry} for index, entry in enumerate(entries)]
+    return rows
+
+
+def load_database(engine: sa.Engine, db: CanonicalDB) -> None:
+    """Create the retail tables in an empty database and insert a whole canonical database, in one transaction.
+
+    Args:
+        engine: The database (any SQLAlchemy engine; the tables must not exist yet).
+        db: The records, e.g. from `canonical_json_db`.
+
+    Raises:
+        ValueError: If a user's order list is not in the order of the orders table (the
+            schema derives the list from that table).
+        sqlalchemy.exc.SQLAlchemyError: If the tables exist already, or the database fails.
+    """
+    rows = _rows(db)
+    with engine.begin() as conn:
+        METADATA.create_all(conn)
+        for table in METADATA.sorted_tables:  # parents before children
+            if rows[table]:
+                conn.execute(table.insert(), rows[table])
+
+
+def canonical_db(conn: sa.Connection) -> CanonicalDB:
+    """Read the whole database back in the canonical form of the data README.
+
+    Args:
+        conn: A connection to a retail database.
+
+    Returns:
+        Every record of the three tables, keyed by id.
+    """
+    return {"orders": read_orders(conn), "products": read_products(conn), "users": read_users(conn)}
+
+
+def canonical_sha256(db: CanonicalDB) -> str:
+    """Return the SHA-256 of a canonical database, as `final_db_sha256` is defined (hex digest)."""
+    text = json.dumps(db, sort_keys=True, separators=(",", ":"), check_circular=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def changed_records(initial: CanonicalDB, final: CanonicalDB) -> CanonicalDB:
+    """Return the records of `final` that differ from `initial` or are new, as in `changed` of the outcomes.
+
+    Args:
+        initial: The database before the task.
+        final: The database after it.
+
+    Returns:
+        Per table, the changed records by id; tables without a change are left out.
+    """
+    changed = {
+        table: {key: record for key, record in records.items() if initial[table].get(key) != record}
+        for table, records in final.items()
+    }
+    return {table: records for table, records in changed.items() if records}
+
+
+class DatabaseTemplate:
+    """A `db.json` file loaded once into an in-memory SQLite database, copied for each task.
+
+    Args:
+        path: The `db.json` file.
+    """
+
+    def __init__(self, path: Path = DATA_DIR / "db.json") -> None:
+        self.path = path
+        self._connection = sqlite3.connect(":memory:", check_same_thread=False)
+        engine = self._engine(self._connection)
+        load_database(engine, self.initial)
+        engine.dispose(close=False)  # keep the template's connection open
+
+    @cached_property
+    def initial(self) -> CanonicalDB:
+        """The file's records in the canonical form (a fresh copy's `canonical_db`)."""
+        return canonical_json_db(self.path)
+
+    @staticmethod
+    def _engine(connection: sqlite3.Connection) -> sa.Engine:
+        """Return an engine whose one connection is `connection` (an in-memory database)."""
+        return sa.create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
+
+    @contextmanager
+    def fresh(self) -> Iterator[sa.Engine]:
+        """Open an independent copy of the template, closed when the block ends.
+
+        Yields:
+            An engine on a new in-memory database holding the unchanged `db.json`. It
+            may be used from any thread, one statement at a time.
+        """
+        connection = sqlite3.connect(":memory:", check_same_thread=False)
+        self._connection.backup(connection)
+        engine = self._engine(connection)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+            connection.close()
