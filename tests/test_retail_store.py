@@ -19,7 +19,8 @@ from examples.retail.harness.database import (
     changed_records,
     load_database,
 )
-from examples.retail.store import DATA_DIR, METADATA, RetailError, get_order, payment_methods, payments
+from examples.retail.harness.hashing import CanonicalHasher
+from examples.retail.store import DATA_DIR, METADATA, RetailError, get_order, order_items, payment_methods, payments
 from examples.retail.tools import IDENTIFICATION_TOOLS, TOOLS, WRITE_TOOLS
 
 INITIAL_SHA256 = "3ca5bd70e621602e23d909c87f26224a1a486e75955d8a6da53721ec224b23dc"
@@ -157,6 +158,32 @@ def test_fresh_copies_are_isolated() -> None:
         assert json.loads(call(RetailContext(db=second), "get_order_details", order_id=pending))["status"] == "pending"
         assert changed_records(INITIAL, snapshot(second)) == {}
         assert canonical_sha256(snapshot(first)) != INITIAL_SHA256
+
+
+def test_hasher_equals_the_definition_and_sees_every_change() -> None:
+    """The remembering hasher gives the definition's digest, also for changes made behind the tools' back."""
+    hasher = CanonicalHasher()
+    order = _pending_order_with_two_items()
+    with TEMPLATE.fresh() as db:
+        with db.connect() as conn:
+            assert hasher.sha256(conn) == INITIAL_SHA256
+        call(RetailContext(db=db), "cancel_pending_order", order_id=order["order_id"], reason="ordered by mistake")
+        with db.connect() as conn:
+            assert hasher.sha256(conn) == canonical_sha256(canonical_db(conn)) != INITIAL_SHA256
+        with db.begin() as conn:  # one float of one item, changed in SQL: the record's text must be recomputed
+            first = (order_items.c.order_id == order["order_id"]) & (order_items.c.position == 0)
+            conn.execute(sa.update(order_items).where(first).values(price=order["items"][0]["price"] + 1e-9))
+        with db.connect() as conn:
+            assert hasher.sha256(conn) == canonical_sha256(canonical_db(conn))
+    with TEMPLATE.fresh() as db, db.connect() as conn:
+        assert hasher.sha256(conn) == INITIAL_SHA256
+
+
+def test_hasher_forgets_past_its_bound() -> None:
+    """A hasher bounded to fewer records than a database holds still gives the right digest, every time."""
+    hasher = CanonicalHasher(max_records=10)
+    with TEMPLATE.fresh() as db, db.connect() as conn:
+        assert [hasher.sha256(conn) for _ in range(2)] == [INITIAL_SHA256] * 2
 
 
 def test_fresh_database_is_closed_after_its_block() -> None:

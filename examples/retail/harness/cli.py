@@ -14,7 +14,6 @@ otherwise, and 2 for a usage error.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
@@ -182,7 +181,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """
     template = DatabaseTemplate()
     plans = load_plans(template.initial)
-    gc.freeze()  # the template and the plans live until exit: spare the collector rescanning them for every task
     ids = [plan.task_id for plan in plans]
     parser = build_parser(ids)
     args = parser.parse_args(argv)

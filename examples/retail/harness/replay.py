@@ -37,7 +37,7 @@ from cogent.models import Model, ModelRequestParameters
 from ..context import RetailContext
 from ..desk import AGENTS, FRONT_DESK, OWNER, build_desk
 from ..tools import TOOLS, WRITE_TOOLS
-from .database import canonical_db, canonical_sha256
+from .hashing import CanonicalHasher
 from .tasks import ExpectedCall, TaskPlan
 
 __all__ = [
@@ -282,9 +282,9 @@ class TaskReport:
         )
 
 
-def _hash(db: sa.Engine) -> str:
+def _hash(db: sa.Engine, hasher: CanonicalHasher) -> str:
     with db.connect() as conn:
-        return canonical_sha256(canonical_db(conn))
+        return hasher.sha256(conn)
 
 
 async def run_task(
@@ -294,6 +294,7 @@ async def run_task(
     *,
     deadline_seconds: float = 60.0,
     on_approval: Callable[[ToolApprovalItem], None] | None = None,
+    hasher: CanonicalHasher | None = None,
 ) -> TaskReport:
     """Run one task's conversation through a desk on a database, approve every write, and check the run.
 
@@ -303,6 +304,7 @@ async def run_task(
         db: The conversation's database, unchanged `db.json` (it is changed by the run).
         deadline_seconds: The run's deadline, from now (seconds).
         on_approval: Called with each write before it is approved (e.g. to print it).
+        hasher: Hashes the final database; share one between tasks (a new one by default).
 
     Returns:
         The report; a run that raised is recorded in `report.error`, not raised.
@@ -339,7 +341,9 @@ async def run_task(
             for call in plan.calls
         ),
         unplanned=tuple(record for call_id, record in recorder.calls.items() if call_id not in planned),
-        final_db_sha256=await anyio.to_thread.run_sync(_hash, db) if error is None else None,
+        final_db_sha256=await anyio.to_thread.run_sync(_hash, db, hasher or CanonicalHasher())
+        if error is None
+        else None,
         result=result,
         error=error,
         seconds=time.perf_counter() - started,
@@ -372,12 +376,12 @@ async def replay_tasks(
     if concurrency < 1:
         raise ValueError(f"replay_tasks() got concurrency={concurrency}; run at least 1 task at a time.")
     reports: list[TaskReport | None] = [None] * len(plans)
-    limiter = anyio.CapacityLimiter(concurrency)
+    limiter, hasher = anyio.CapacityLimiter(concurrency), CanonicalHasher()
 
     async def one(index: int, plan: TaskPlan) -> None:
         async with limiter:
             with databases() as db:
-                reports[index] = report = await run_task(build_desk(replay_models(plan)), plan, db)
+                reports[index] = report = await run_task(build_desk(replay_models(plan)), plan, db, hasher=hasher)
         if on_done is not None:
             on_done(report)
 
