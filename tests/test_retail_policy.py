@@ -291,7 +291,7 @@ async def test_each_agent_is_offered_only_its_own_tools(ctx: RetailContext) -> N
 
     assert offered[FRONT_DESK] == [name for name in TOOLS if OWNER[name] == FRONT_DESK] + specialists
     for name, (_, tools) in SPECIALISTS.items():
-        assert offered[name] == tools.split()
+        assert offered[name] == [tool.name for tool in tools]
     assert sorted(OWNER) == sorted(TOOLS)
     assert {name for name, owner in OWNER.items() if owner != FRONT_DESK} == WRITE_TOOLS
 

@@ -15,29 +15,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cogent import Agent
+from cogent import Agent, Tool
 from cogent.models import Model
 
 from .context import RetailContext
 from .policy import POLICY
 from .store import DATA_DIR
-from .tools import TOOLS, WRITE_TOOLS
+from .tools import (
+    TOOLS,
+    WRITE_TOOLS,
+    cancel_pending_order,
+    exchange_delivered_order_items,
+    modify_pending_order_address,
+    modify_pending_order_items,
+    modify_pending_order_payment,
+    modify_user_address,
+    return_delivered_order_items,
+)
 
 __all__ = ["AGENTS", "FRONT_DESK", "OWNER", "SPECIALISTS", "build_desk"]
 
 FRONT_DESK = "front_desk"
 """The agent the customer talks to."""
 
-SPECIALISTS: dict[str, tuple[str, str]] = {
+SPECIALISTS: dict[str, tuple[str, tuple[Tool[..., str], ...]]] = {
     "pending_orders": (
         "Cancels a pending order, or changes its shipping address, payment method or items.",
-        "cancel_pending_order modify_pending_order_address modify_pending_order_payment modify_pending_order_items",
+        (cancel_pending_order, modify_pending_order_address, modify_pending_order_payment, modify_pending_order_items),
     ),
     "returns_exchanges": (
         "Requests the return or the exchange of items of a delivered order.",
-        "return_delivered_order_items exchange_delivered_order_items",
+        (return_delivered_order_items, exchange_delivered_order_items),
     ),
-    "account": ("Changes the default address of the authenticated user.", "modify_user_address"),
+    "account": ("Changes the default address of the authenticated user.", (modify_user_address,)),
 }
 """Each specialist's description (for the front desk's model) and its tools."""
 
@@ -45,7 +55,7 @@ AGENTS: tuple[str, ...] = (FRONT_DESK, *SPECIALISTS)
 """The names of the desk's four agents."""
 
 OWNER: dict[str, str] = {name: FRONT_DESK for name in TOOLS if name not in WRITE_TOOLS} | {
-    name: agent for agent, (_, tools) in SPECIALISTS.items() for name in tools.split()
+    tool.name: agent for agent, (_, tools) in SPECIALISTS.items() for tool in tools
 }
 """The agent that owns (and alone is offered) each tool."""
 
@@ -94,7 +104,7 @@ def build_desk(model: Model | str | Mapping[str, Model | str], *, max_turns: int
             model=models[name],
             description=description,
             instructions=_SPECIALIST_INSTRUCTIONS,
-            tools=[TOOLS[tool] for tool in tools.split()],
+            tools=tools,
             interceptors=POLICY,
             context_type=RetailContext,
             max_turns=max_turns,

@@ -302,15 +302,27 @@ def _one(records: dict[str, Record], key: str, missing: str) -> Record:
 
 
 def get_user(conn: sa.Connection, user_id: str) -> Record:
-    """Return one user record. Raises `RetailError("User not found")`."""
+    """Return one user record (see `read_users`).
+
+    Raises:
+        RetailError: `User not found`, if there is no such user.
+    """
     return _one(read_users(conn, [user_id]), user_id, "User not found")
 
 
 def get_order(conn: sa.Connection, order_id: str) -> Record:
-    """Return one order record. Raises `RetailError("Order not found")`."""
+    """Return one order record (see `read_orders`).
+
+    Raises:
+        RetailError: `Order not found`, if there is no such order.
+    """
     return _one(read_orders(conn, [order_id]), order_id, "Order not found")
 
 
 def get_product(conn: sa.Connection, product_id: str) -> Record:
-    """Return one product record with all its variants. Raises `RetailError("Product not found")`."""
+    """Return one product record with all its variants (see `read_products`).
+
+    Raises:
+        RetailError: `Product not found`, if there is no such product (an item id is not a product id).
+    """
     return _one(read_products(conn, [product_id]), product_id, "Product not found")

@@ -165,6 +165,7 @@ async def _drive(model: Model, plan: TaskPlan, template: DatabaseTemplate, out: 
     print(f"\nchanged records: {', '.join(records) or 'none'}", file=out)
     same = "yes" if report.db_matched else "no"
     print(f"final database equals the gold outcome: {same} (informational, not verified)", file=out)
+    print(f"gold calls made as in tasks.json: {report.gold_calls_matched}/{len(plan.gold_calls)}", file=out)
     return 0
 
 
@@ -179,29 +180,40 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         The exit code: 0 if everything matched (with `--model`: if the run finished),
         1 on a mismatch or a failed run, 2 on a usage error.
     """
-    template = DatabaseTemplate()
-    plans = load_plans(template.initial)
-    ids = [plan.task_id for plan in plans]
-    parser = build_parser(ids)
-    args = parser.parse_args(argv)
-    if args.task is not None and args.task not in ids:
-        parser.error(f"argument --task: there is no task {args.task!r}; the task ids are {ids[0]} to {ids[-1]}")
-    if args.model is None:
-        if args.task is None:
-            return anyio.run(lambda: _replay(plans, _sample(plans), template, width=100, out=out))
-        one = plans[ids.index(args.task)]
-        return anyio.run(lambda: _replay([one], one, template, width=100_000, out=out))
-    if args.model.startswith("openai:") and not os.environ.get("OPENAI_API_KEY"):
-        print(
-            f"error: --model {args.model} needs an API key: set OPENAI_API_KEY (and OPENAI_BASE_URL for another "
-            "OpenAI-compatible server), or leave out --model to replay the gold calls offline.",
-            file=sys.stderr,
+    with DatabaseTemplate() as template:
+        plans = load_plans(template.initial)
+        ids = [plan.task_id for plan in plans]
+        parser = build_parser(ids)
+        args = parser.parse_args(argv)
+        if args.task is not None and args.task not in ids:
+            parser.error(f"argument --task: there is no task {args.task!r}; the task ids are {ids[0]} to {ids[-1]}")
+        if args.model is None:
+            if args.task is None:
+                return anyio.run(lambda: _replay(plans, _sample(plans), template, width=100, out=out))
+            one = plans[ids.index(args.task)]
+            return anyio.run(lambda: _replay([one], one, template, width=100_000, out=out))
+        try:
+            model = _model(args.model)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        plan = plans[ids.index(args.task or "0")]
+        return anyio.run(lambda: _drive(model, plan, template, out))
+
+
+def _model(name: str) -> Model:
+    """Return the model that `--model` names.
+
+    Raises:
+        UserError: If it cannot be used: an OpenAI model without `OPENAI_API_KEY`, an
+            unknown provider, or a provider whose extra is not installed.
+    """
+    if name.startswith("openai:") and not os.environ.get("OPENAI_API_KEY"):
+        raise UserError(
+            f"--model {name} needs an API key: set OPENAI_API_KEY (and OPENAI_BASE_URL for another "
+            "OpenAI-compatible server), or leave out --model to replay the gold calls offline."
         )
-        return 2
     try:
-        model = infer_model(args.model)
+        return infer_model(name)
     except (ImportError, UserError) as exc:
-        print(f"error: --model {args.model} cannot be used: {exc}", file=sys.stderr)
-        return 2
-    plan = plans[ids.index(args.task or "0")]
-    return anyio.run(lambda: _drive(model, plan, template, out))
+        raise UserError(f"--model {name} cannot be used: {exc}") from exc

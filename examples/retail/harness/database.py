@@ -17,9 +17,8 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
@@ -176,25 +175,34 @@ def changed_records(initial: CanonicalDB, final: CanonicalDB) -> CanonicalDB:
 class DatabaseTemplate:
     """A `db.json` file loaded once into an in-memory SQLite database, copied for each task.
 
+    Use it as a context manager, or call `close()`, to free the template's database.
+
     Args:
         path: The `db.json` file.
+
+    Raises:
+        OSError: If the file cannot be read.
+        ValueError: If it is not valid JSON, or a user's order list does not follow the
+            orders table (see `load_database`).
     """
 
     def __init__(self, path: Path = DATA_DIR / "db.json") -> None:
         self.path = path
-        self._connection = sqlite3.connect(":memory:", check_same_thread=False)
+        self.initial: CanonicalDB = canonical_json_db(path)
+        """The file's records in the canonical form: what `canonical_db` reads from a fresh copy. Read only."""
+        self._connection: sqlite3.Connection | None = sqlite3.connect(":memory:", check_same_thread=False)
         engine = self._engine(self._connection)
-        load_database(engine, self.initial)
-        engine.dispose(close=False)  # keep the template's connection open
-
-    @cached_property
-    def initial(self) -> CanonicalDB:
-        """The file's records in the canonical form (a fresh copy's `canonical_db`)."""
-        return canonical_json_db(self.path)
+        try:
+            load_database(engine, self.initial)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            engine.dispose(close=False)  # the template's connection stays open for `fresh()`
 
     @staticmethod
     def _engine(connection: sqlite3.Connection) -> sa.Engine:
-        """Return an engine whose one connection is `connection` (an in-memory database)."""
+        """Return an engine whose one connection is `connection` (closed by whoever opened it)."""
         return sa.create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
 
     @contextmanager
@@ -204,12 +212,31 @@ class DatabaseTemplate:
         Yields:
             An engine on a new in-memory database holding the unchanged `db.json`. It
             may be used from any thread, one statement at a time.
+
+        Raises:
+            RuntimeError: If the template is closed.
         """
+        if self._connection is None:
+            raise RuntimeError(f"The DatabaseTemplate of {self.path} is closed; make copies before closing it.")
         connection = sqlite3.connect(":memory:", check_same_thread=False)
-        self._connection.backup(connection)
-        engine = self._engine(connection)
         try:
-            yield engine
+            self._connection.backup(connection)
+            engine = self._engine(connection)
+            try:
+                yield engine
+            finally:
+                engine.dispose()
         finally:
-            engine.dispose()
             connection.close()
+
+    def close(self) -> None:
+        """Free the template's database (copies already open stay usable). Closing twice is allowed."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

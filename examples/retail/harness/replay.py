@@ -70,6 +70,9 @@ class ReplayModel(Model):
     Args:
         agent: The agent that uses the model.
         conversations: The responses of each conversation.
+
+    Attributes:
+        started: How many conversations have started.
     """
 
     def __init__(self, agent: str, conversations: Sequence[Sequence[ModelResponse]]) -> None:
@@ -77,7 +80,6 @@ class ReplayModel(Model):
         self.agent = agent
         self.conversations = conversations
         self.started = 0
-        """How many conversations have started."""
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
         """Return the next scripted response.
@@ -326,6 +328,7 @@ async def run_task(
         result = await desk.run(plan.opening, context=ctx, approval_handler=approve, interceptors=[recorder])
     except Exception as exc:
         error = exc
+    final_db_sha256 = None if error else await anyio.to_thread.run_sync(_hash, db, hasher or CanonicalHasher())
     outputs = tool_outputs(result.trace) if result is not None else {}
     approved = {item.call_id for item in approvals}
     planned = {call.call_id for call in plan.calls}
@@ -341,9 +344,7 @@ async def run_task(
             for call in plan.calls
         ),
         unplanned=tuple(record for call_id, record in recorder.calls.items() if call_id not in planned),
-        final_db_sha256=await anyio.to_thread.run_sync(_hash, db, hasher or CanonicalHasher())
-        if error is None
-        else None,
+        final_db_sha256=final_db_sha256,
         result=result,
         error=error,
         seconds=time.perf_counter() - started,
