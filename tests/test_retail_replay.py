@@ -68,8 +68,7 @@ async def test_all_tasks_replay_exactly() -> None:
         identified = [
             c.output for c in r.calls if c.expected.name in IDENTIFICATION_TOOLS and not c.output.startswith("Error: ")
         ]
-        assert r.result is not None
-        assert r.result.context.session.user_id == (identified[0] if identified else None)
+        assert r.user_id == (identified[0] if identified else None)
 
 
 def test_plans_follow_tasks_json_and_authenticate_first() -> None:
@@ -172,8 +171,7 @@ async def test_replay_model_refuses_a_conversation_it_has_no_script_for() -> Non
     with TEMPLATE.fresh() as db:
         report = await run_task(build_desk(models), plan, db)
 
-    assert report.result is not None
-    failures = [o for o in tool_outputs(report.result.trace).values() if o.startswith("Error: The replay of agent")]
+    failures = [o for o in tool_outputs(report.trace).values() if o.startswith("Error: The replay of agent")]
     assert len(failures) == 1
     assert repr(specialist) in failures[0]
     assert "it did not reach the tool" in [p for c in report.calls for p in c.problems]

@@ -186,13 +186,38 @@ def test_hasher_forgets_past_its_bound() -> None:
         assert [hasher.sha256(conn) for _ in range(2)] == [INITIAL_SHA256] * 2
 
 
-def test_fresh_database_is_closed_after_its_block() -> None:
-    """The engine a fresh copy yields cannot be used once its block has ended."""
-    with TEMPLATE.fresh() as db:
-        pass
+def test_fresh_database_is_unchanged_even_after_a_previous_block_wrote() -> None:
+    """A database lent again after a block that changed it holds the unchanged db.json."""
+    pending = next(o["order_id"] for o in INITIAL["orders"].values() if o["status"] == "pending")
+    with DatabaseTemplate() as template:
+        with template.fresh() as db:
+            call(RetailContext(db=db), "cancel_pending_order", order_id=pending, reason="no longer needed")
+        with template.fresh() as again:
+            assert again is db  # the same engine, lent again
+            assert canonical_sha256(snapshot(again)) == INITIAL_SHA256
 
-    with pytest.raises(sa.exc.SQLAlchemyError), db.connect() as conn:
-        conn.execute(sa.text("select 1"))
+
+def test_database_left_in_a_transaction_is_not_lent_again() -> None:
+    """A block that leaves a write transaction open does not leak its change into the next database."""
+    with DatabaseTemplate() as template:
+        with template.fresh() as db:
+            leaked = db.connect()
+            leaked.begin()
+            leaked.execute(sa.update(payment_methods).values(balance=0.0))
+        with template.fresh() as again:
+            assert again is not db  # a new copy: the one left in a transaction was dropped
+            assert canonical_sha256(snapshot(again)) == INITIAL_SHA256
+        leaked.invalidate()  # its database is gone: discard the connection without a rollback
+
+
+def test_closed_template_lends_no_database() -> None:
+    """A closed template refuses `fresh()` with a message, and closing it twice is allowed."""
+    template = DatabaseTemplate()
+    template.close()
+    template.close()
+
+    with pytest.raises(RuntimeError, match="is closed"), template.fresh():
+        pass
 
 
 def test_loading_rejects_a_user_order_list_the_schema_cannot_derive() -> None:

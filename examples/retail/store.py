@@ -14,6 +14,7 @@ of the reference tools.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,12 +162,20 @@ payments = sa.Table(
 )
 
 
+@functools.cache
+def _query(table: sa.Table, columns: tuple[str, ...], key: str, *, by_ids: bool) -> sa.Select[Any]:
+    """Build the query of `_rows` once per shape: building and keying a statement costs more than running it."""
+    query = sa.select(*(table.c[name] for name in columns)).order_by(table.c.position)
+    return query.where(table.c[key].in_(sa.bindparam("ids", expanding=True))) if by_ids else query
+
+
 def _rows(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str], key: str, ids: Sequence[str] | None
 ) -> Sequence[sa.Row[Any]]:
     """Return `columns` of a table's rows in position order: all rows, or those whose `key` is in `ids`."""
-    query = sa.select(*(table.c[name] for name in columns)).order_by(table.c.position)
-    return conn.execute(query if ids is None else query.where(table.c[key].in_(ids))).all()
+    if ids is None:
+        return conn.execute(_query(table, tuple(columns), key, by_ids=False)).all()
+    return conn.execute(_query(table, tuple(columns), key, by_ids=True), {"ids": list(ids)}).all()
 
 
 def _records(

@@ -102,8 +102,8 @@ def _print_report(reports: Sequence[TaskReport], seconds: float, out: TextIO) ->
     gold = sum(len(r.plan.gold_calls) for r in reports)
     added = [call for r in reports for call in r.identifications]
     tasks_ok = sum(r.matched for r in reports)
-    requests = sum(r.result.usage.requests for r in reports if r.result is not None)
-    tool_calls = sum(r.result.usage.tool_calls for r in reports if r.result is not None)
+    requests = sum(r.usage.requests for r in reports)
+    tool_calls = sum(r.usage.tool_calls for r in reports)
     print(f"tau2 retail: gold calls of {len(reports)} task(s) replayed concurrently through the desk", file=out)
     print(f"  tasks matched    {tasks_ok}/{len(reports)}", file=out)
     print(f"  calls matched    {sum(r.gold_calls_matched for r in reports)}/{gold}", file=out)
@@ -134,9 +134,9 @@ async def _replay(
     progress.close()
     ok = _print_report(reports, seconds, out)
     report = reports[plans.index(sample)]
-    if report.result is not None:
+    if report.error is None:
         print(f"\ntrace of task {sample.task_id}:", file=out)
-        print(format_trace(report.result.trace, width=width), file=out)
+        print(format_trace(report.trace, width=width), file=out)
         print(f"\ncalls of task {sample.task_id}, checked against tasks.json and expected_outcomes.json:", file=out)
         _print_checks(report, out, only_problems=False)
     return 0 if ok else 1
@@ -155,10 +155,10 @@ async def _drive(model: Model, plan: TaskPlan, template: DatabaseTemplate, out: 
         report = await run_task(build_desk(model), plan, db, deadline_seconds=300, on_approval=confirm)
         with db.connect() as conn:
             changed = changed_records(template.initial, canonical_db(conn))
-    if report.result is not None:
-        print(f"\ntrace:\n{format_trace(report.result.trace, width=200)}", file=out)
-        print(f"\n{FRONT_DESK}: {report.result.output}", file=out)
-    if report.error is not None:
+    if report.error is None:
+        print(f"\ntrace:\n{format_trace(report.trace, width=200)}", file=out)
+        print(f"\n{FRONT_DESK}: {report.output}", file=out)
+    else:
         print(f"\nthe run failed: {report.error!r}", file=out)
         return 1
     records = [f"{table} {key}" for table, found in changed.items() for key in found]

@@ -33,6 +33,7 @@ from cogent.core import now_utc
 from cogent.interceptors import InterceptContext
 from cogent.messages import Message, ModelResponse, ToolReturn
 from cogent.models import Model, ModelRequestParameters
+from cogent.usage import Usage
 
 from ..context import RetailContext
 from ..desk import AGENTS, FRONT_DESK, OWNER, build_desk
@@ -252,14 +253,24 @@ class TaskReport:
     """Retail tool calls that reached a tool and are not in the plan."""
     final_db_sha256: str | None
     """The canonical hash of the database after the run; `None` if the run failed."""
-    result: RunResult[RetailContext, str] | None
-    """The desk's run result; `None` if the run raised."""
+    trace: tuple[TraceEvent, ...] = ()
+    """The run's trace (`RunResult.trace`); empty if the run raised."""
+    usage: Usage = field(default_factory=Usage)
+    """The run's usage, summed over the desk's agents."""
+    output: str | None = None
+    """The front desk's last answer; `None` if the run raised."""
+    user_id: str | None = None
+    """The user the conversation authenticated, at its end."""
     error: BaseException | None = None
     """What the run raised, if it failed."""
     seconds: float = 0.0
     """How long the run and the hash took (seconds)."""
     approvals: tuple[ToolApprovalItem, ...] = field(default=())
-    """The calls the approval handler approved, in order."""
+    """The calls the approval handler approved, in order.
+
+    The report holds no live resource (no context, no database), so many reports can be
+    kept while their databases are gone.
+    """
 
     @property
     def gold_calls_matched(self) -> int:
@@ -329,7 +340,8 @@ async def run_task(
     except Exception as exc:
         error = exc
     final_db_sha256 = None if error else await anyio.to_thread.run_sync(_hash, db, hasher or CanonicalHasher())
-    outputs = tool_outputs(result.trace) if result is not None else {}
+    trace = tuple(result.trace) if result is not None else ()
+    outputs = tool_outputs(trace)
     approved = {item.call_id for item in approvals}
     planned = {call.call_id for call in plan.calls}
     return TaskReport(
@@ -345,7 +357,10 @@ async def run_task(
         ),
         unplanned=tuple(record for call_id, record in recorder.calls.items() if call_id not in planned),
         final_db_sha256=final_db_sha256,
-        result=result,
+        trace=trace,
+        usage=result.usage if result is not None else Usage(),
+        output=result.output if result is not None else None,
+        user_id=ctx.session.user_id,
         error=error,
         seconds=time.perf_counter() - started,
         approvals=tuple(approvals),
