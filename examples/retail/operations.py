@@ -196,7 +196,11 @@ def _check_balance(method: Record, amount: float, message: str) -> None:
 
 
 def cancel_pending_order(conn: sa.Connection, order_id: str, reason: str) -> Record:
-    """Cancel a pending order: refund every payment (a gift card at once) and return the order."""
+    """Cancel a pending order: refund every payment (a gift card at once) and return the order.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     order = get_order(conn, order_id)
     if order["status"] != "pending":
         raise RetailError("Non-pending order cannot be cancelled")
@@ -212,7 +216,11 @@ def cancel_pending_order(conn: sa.Connection, order_id: str, reason: str) -> Rec
 def modify_pending_order_address(
     conn: sa.Connection, order_id: str, address1: str, address2: str, city: str, state: str, country: str, zip: str
 ) -> Record:
-    """Replace the shipping address of an order whose status contains `pending`; return the order."""
+    """Replace the shipping address of an order whose status contains `pending`; return the order.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     if "pending" not in get_order(conn, order_id)["status"]:
         raise RetailError("Non-pending order cannot be modified")
     address = {"address1": address1, "address2": address2, "city": city, "state": state, "country": country}
@@ -220,7 +228,11 @@ def modify_pending_order_address(
 
 
 def modify_pending_order_payment(conn: sa.Connection, order_id: str, payment_method_id: str) -> Record:
-    """Move a pending order's single payment to another method of its user; return the order."""
+    """Move a pending order's single payment to another method of its user; return the order.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     order = get_order(conn, order_id)
     if "pending" not in order["status"]:
         raise RetailError("Non-pending order cannot be modified")
@@ -242,7 +254,11 @@ def modify_pending_order_payment(conn: sa.Connection, order_id: str, payment_met
 def modify_pending_order_items(
     conn: sa.Connection, order_id: str, item_ids: list[str], new_item_ids: list[str], payment_method_id: str
 ) -> Record:
-    """Swap items of a pending order for other variants of their products, charging or refunding the difference."""
+    """Swap items of a pending order for other variants of their products, charging or refunding the difference.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     order = get_order(conn, order_id)
     if order["status"] != "pending":
         raise RetailError("Non-pending order cannot be modified")
@@ -271,7 +287,11 @@ def modify_pending_order_items(
 def modify_user_address(
     conn: sa.Connection, user_id: str, address1: str, address2: str, city: str, state: str, country: str, zip: str
 ) -> Record:
-    """Replace a user's default address (their orders keep theirs); return the user."""
+    """Replace a user's default address (their orders keep theirs); return the user.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     get_user(conn, user_id)
     address = {"address1": address1, "address2": address2, "city": city, "state": state, "country": country}
     conn.execute(sa.update(users).where(users.c.user_id == user_id).values(**address, zip=zip))
@@ -281,7 +301,11 @@ def modify_user_address(
 def return_delivered_order_items(
     conn: sa.Connection, order_id: str, item_ids: list[str], payment_method_id: str
 ) -> Record:
-    """Record a return request for items of a delivered order; return the order."""
+    """Record a return request for items of a delivered order; return the order.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     order = get_order(conn, order_id)
     if order["status"] != "delivered":
         raise RetailError("Non-delivered order cannot be returned")
@@ -296,7 +320,11 @@ def return_delivered_order_items(
 def exchange_delivered_order_items(
     conn: sa.Connection, order_id: str, item_ids: list[str], new_item_ids: list[str], payment_method_id: str
 ) -> Record:
-    """Record an exchange request for items of a delivered order (difference rounded to cents); return the order."""
+    """Record an exchange request for items of a delivered order (difference rounded to cents); return the order.
+
+    Raises:
+        RetailError: The reference's message of the first check that fails (see `data/README.md`).
+    """
     order = get_order(conn, order_id)
     if order["status"] != "delivered":
         raise RetailError("Non-delivered order cannot be exchanged")

@@ -243,7 +243,11 @@ def _clip(text: str | None, width: int = 100) -> str:
 
 @dataclass(kw_only=True, frozen=True)
 class TaskReport:
-    """The replay of one task, checked."""
+    """The replay of one task, checked.
+
+    The report holds no live resource (no context, no database), so reports can be kept
+    after their databases are gone.
+    """
 
     plan: TaskPlan
     """The task's plan."""
@@ -265,12 +269,8 @@ class TaskReport:
     """What the run raised, if it failed."""
     seconds: float = 0.0
     """How long the run and the hash took (seconds)."""
-    approvals: tuple[ToolApprovalItem, ...] = field(default=())
-    """The calls the approval handler approved, in order.
-
-    The report holds no live resource (no context, no database), so many reports can be
-    kept while their databases are gone.
-    """
+    approvals: tuple[ToolApprovalItem, ...] = ()
+    """The calls the approval handler approved, in order."""
 
     @property
     def gold_calls_matched(self) -> int:
