@@ -17,10 +17,12 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TextIO
 
 import anyio
+import sqlalchemy as sa
 
 from cogent import ToolApprovalItem, format_trace
 from cogent.exceptions import UserError
@@ -124,12 +126,17 @@ def _print_report(reports: Sequence[TaskReport], seconds: float, out: TextIO) ->
 
 
 async def _replay(
-    plans: Sequence[TaskPlan], sample: TaskPlan, template: DatabaseTemplate, *, width: int, out: TextIO
+    plans: Sequence[TaskPlan],
+    sample: TaskPlan,
+    databases: Callable[[], AbstractContextManager[sa.Engine]],
+    *,
+    width: int,
+    out: TextIO,
 ) -> int:
-    """Replay `plans`, print the report and `sample`'s trace and checks; return the exit code."""
+    """Replay `plans` on `databases`, print the report and `sample`'s trace and checks; return the exit code."""
     progress = _Progress(len(plans), out)
     started = time.perf_counter()
-    reports = await replay_tasks(plans, template.fresh, on_done=progress.advance)
+    reports = await replay_tasks(plans, databases, on_done=progress.advance)
     seconds = time.perf_counter() - started
     progress.close()
     ok = _print_report(reports, seconds, out)
@@ -189,9 +196,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             parser.error(f"argument --task: there is no task {args.task!r}; the task ids are {ids[0]} to {ids[-1]}")
         if args.model is None:
             if args.task is None:
-                return anyio.run(lambda: _replay(plans, _sample(plans), template, width=100, out=out))
+                return anyio.run(lambda: _replay(plans, _sample(plans), template.fresh, width=100, out=out))
             one = plans[ids.index(args.task)]
-            return anyio.run(lambda: _replay([one], one, template, width=100_000, out=out))
+            return anyio.run(lambda: _replay([one], one, template.fresh, width=100_000, out=out))
         try:
             model = _model(args.model)
         except UserError as exc:
