@@ -106,7 +106,7 @@ def _print_report(reports: Sequence[TaskReport], seconds: float, out: TextIO) ->
     tasks_ok = sum(r.matched for r in reports)
     requests = sum(r.usage.requests for r in reports)
     tool_calls = sum(r.usage.tool_calls for r in reports)
-    print(f"tau2 retail: gold calls of {len(reports)} task(s) replayed concurrently through the desk", file=out)
+    print(f"tau2 retail: gold calls of {len(reports)} task(s) replayed through the desk, each on its own DB", file=out)
     print(f"  tasks matched    {tasks_ok}/{len(reports)}", file=out)
     print(f"  calls matched    {sum(r.gold_calls_matched for r in reports)}/{gold}", file=out)
     print(f"  final DB hashes  {sum(r.db_matched for r in reports)}/{len(reports)}", file=out)

@@ -73,7 +73,7 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # parts x dialects: one dialect per engine
 def _stored_rows(part: _Part, dialect: sa.Dialect) -> tuple[str, operator.itemgetter[Any]]:
     """Return the SQL that selects a part's rows as stored (JSON columns as text), and the getter of their record id."""
     table, key, names = part
