@@ -221,9 +221,10 @@ class DatabaseTemplate:
         """Lend a database holding the unchanged `db.json`, for the length of the block.
 
         Yields:
-            An engine on an in-memory database that no one else uses during the block. It
-            may be used from any thread, one statement at a time, and not after the block
-            (its database then goes back to the template's state, for another task).
+            An engine on an in-memory database that no one else uses during the block. Its
+            one connection may be used from any thread, by one user at a time (the desk
+            makes one tool call at a time), and not after the block: the database then
+            goes back to the template's state, for another task.
 
         Raises:
             RuntimeError: If the template is closed.
