@@ -27,7 +27,7 @@ from examples.retail.harness.replay import (
 from examples.retail.harness.tasks import ExpectedCall, TaskPlan, load_plans
 from examples.retail.policy import AUTHENTICATED_TOOLS
 from examples.retail.store import DATA_DIR
-from examples.retail.tools import IDENTIFICATION_TOOLS
+from examples.retail.tools import IDENTIFICATION_TOOLS, WRITE_TOOLS
 
 TASKS: list[dict[str, Any]] = json.loads((DATA_DIR / "tasks.json").read_text(encoding="utf-8"))
 EXPECTED: dict[str, Any] = json.loads((DATA_DIR / "expected_outcomes.json").read_text(encoding="utf-8"))
@@ -62,8 +62,9 @@ async def test_all_tasks_replay_exactly() -> None:
     assert [r.final_db_sha256 for r in reports] == [v["final_db_sha256"] for v in EXPECTED.values()]
     assert [r.plan.task_id for r in reports if not r.matched] == []
     assert sum(len(r.identifications) for r in reports) == 45
-    writes = [c for r in reports for c in r.calls if c.expected.name in {"cancel_pending_order"}]
-    assert writes and all(c.approved for c in writes)
+    writes = [c for r in reports for c in r.calls if c.expected.name in WRITE_TOOLS]
+    assert all(c.approved for c in writes)
+    assert sum(len(r.approvals) for r in reports) == len(writes)  # each write asked once, nothing else asked
     for r in reports:  # the shared session ends on the first user identified
         identified = [
             c.output for c in r.calls if c.expected.name in IDENTIFICATION_TOOLS and not c.output.startswith("Error: ")
