@@ -7,9 +7,9 @@ from the same tables with less work:
 
 - Every call reads every row of every table (as stored: JSON columns as their text), so
   the digest reflects exactly what the tables hold, whoever wrote them.
-- The canonical JSON of one record is a function of its rows alone, so the hasher keeps
-  the text of each record content it has serialized, keyed by those rows. A record whose
-  rows it has seen before costs a dictionary lookup; a new one is read with
+- The canonical JSON of one record is a function of its rows alone, so the hasher keeps,
+  per record id, the text of each content (the rows) it has serialized. A record whose
+  rows equal a content seen before costs a comparison of rows; a new one is read with
   `store.read_*` and serialized.
 - The canonical JSON of the database is then assembled from the record texts exactly as
   `json.dumps(db, sort_keys=True, separators=(",", ":"))` writes it, and hashed whole.
@@ -114,8 +114,9 @@ class CanonicalHasher:
 
     def __init__(self, *, max_records: int = 100_000) -> None:
         self.max_records = max_records
-        self._texts: dict[tuple[Any, ...], str] = {}
-        """`"<record id>":<canonical JSON of the record>` by the record's rows."""
+        self._texts: dict[tuple[str, str], list[tuple[tuple[Any, ...], str]]] = {}
+        """Per (table, record id): each content seen (the record's rows) and its text, `"<id>":<canonical JSON>`."""
+        self._count = 0
         self._lock = threading.Lock()
 
     def sha256(self, conn: sa.Connection) -> str:
@@ -133,16 +134,26 @@ class CanonicalHasher:
             return self._sha256(conn)
 
     def _sha256(self, conn: sa.Connection) -> str:
-        if len(self._texts) > self.max_records:
+        if self._count > self.max_records:
             self._texts.clear()
+            self._count = 0
         tables: list[str] = []
         for name, (read, parts) in sorted(_RECORDS.items()):
             own, *children = (_rows_by_record(conn, part) for part in parts)
-            keys = {record_id: (rows, *(c.get(record_id, ()) for c in children)) for record_id, rows in own.items()}
-            texts = {record_id: self._texts.get(key) for record_id, key in keys.items()}
-            missing = [record_id for record_id, text in texts.items() if text is None]
+            texts: dict[str, str] = {}
+            missing: dict[str, tuple[Any, ...]] = {}
+            for record_id, rows in own.items():
+                key = (rows, *(c.get(record_id, ()) for c in children))
+                for seen, text in self._texts.get((name, record_id), ()):
+                    if seen == key:  # comparing rows is cheaper than hashing them
+                        texts[record_id] = text
+                        break
+                else:
+                    missing[record_id] = key
             if missing:
-                for record_id, record in read(conn, missing).items():
-                    texts[record_id] = self._texts[keys[record_id]] = f"{_canonical(record_id)}:{_canonical(record)}"
-            tables.append(f"{_canonical(name)}:{{{','.join(str(texts[i]) for i in sorted(texts))}}}")
+                for record_id, record in read(conn, list(missing)).items():
+                    texts[record_id] = f"{_canonical(record_id)}:{_canonical(record)}"
+                    self._texts.setdefault((name, record_id), []).append((missing[record_id], texts[record_id]))
+                    self._count += 1
+            tables.append(f"{_canonical(name)}:{{{','.join(texts[i] for i in sorted(texts))}}}")
         return hashlib.sha256(("{" + ",".join(tables) + "}").encode("utf-8")).hexdigest()
