@@ -229,9 +229,21 @@ class Tool(BaseTool, Generic[P, R]):
 
         def in_thread() -> Any:
             _thread_level.set(level + 1)  # this thread's copy of the context: nested runs see it
-            return func(**arguments)
+            value = func(**arguments)
+            # trio refuses a coroutine returned from a worker thread (a TypeError about trio itself):
+            # hand it back boxed, so the run loop reports the missing await (e.g. `agent.run` for run_sync).
+            return _Unawaited(value) if inspect.iscoroutine(value) else value
 
-        return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+        value = await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+        return value.coroutine if isinstance(value, _Unawaited) else value
+
+
+@dataclass(frozen=True, slots=True)
+class _Unawaited:
+    """A coroutine a sync tool returned from its worker thread, carried back to the event loop."""
+
+    coroutine: Any
+    """The coroutine nobody awaited."""
 
 
 _thread_level: ContextVar[int] = ContextVar("cogent_tool_thread_level", default=0)
