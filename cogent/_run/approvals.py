@@ -13,8 +13,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, Literal, TypeAlias
 
-from pydantic_core import to_json
-
+from .._json import json_text
 from .._signature import InjectedCall
 from ..context import RunContext, ToolApprovalItem, consume_decision
 from ..exceptions import UserError
@@ -26,7 +25,7 @@ Decision: TypeAlias = Literal["approved", "rejected", "pending"]
 
 def arguments_text(arguments: dict[str, Any]) -> str:
     """Return validated arguments as the JSON text an approver sees and the call runs with."""
-    return to_json(arguments, fallback=str).decode()
+    return json_text(arguments)
 
 
 def approval_id(run_id: str, path: Sequence[str], call_id: str, tool_name: str, arguments: str) -> str:

@@ -7,7 +7,9 @@ never before: a refused, rejected or pending call is not a tool call made.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import secrets
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -236,10 +238,14 @@ def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[s
     try:
         return tool.validate_arguments(arguments)
     except ValueError as exc:
-        raise RunStateError(
-            f"The RunState's pending call of tool {tool.name!r} has arguments the tool does not accept ({exc}); "
-            "the state does not belong to this agent's tools."
-        ) from None
+        problem = exc
+    if isinstance(arguments, str):  # lone surrogates, JSON-escaped by `approvals.arguments_text`, which
+        with contextlib.suppress(ValueError):  # pydantic's JSON parser refuses and Python's reads
+            return tool.validate_arguments(json.loads(arguments))
+    raise RunStateError(
+        f"The RunState's pending call of tool {tool.name!r} has arguments the tool does not accept ({problem}); "
+        "the state does not belong to this agent's tools."
+    ) from None
 
 
 async def _prepare(
