@@ -28,6 +28,7 @@ from ..usage import Usage
 from . import context_rules, history, resume
 from .execution import Execution
 from .outcomes import Interrupted
+from .spec import spec_of
 from .tree import RunOptions, RunTree, WorkBudget, enclosing_run
 
 if TYPE_CHECKING:
@@ -93,9 +94,11 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
             f"Agent {agent.name!r} was run inside a tool at depth {depth}, beyond max_depth={tree.max_depth}; a "
             "cycle of nested agent.run() calls? Check the tools that start runs."
         )
-    if state is not None:
-        await resume.claim(state)
     exec_ctx = context_rules.execution_copy(ctx, agent, task)
+    if state is not None:
+        # A context that cannot serve the agent fails before the state is claimed: it stays resumable.
+        context_rules.check_context(agent, exec_ctx, tuple(spec_of(agent).tools.values()))
+        await resume.claim(state)
     trace: list[TraceEvent] = []
     execution = Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=trace)
     outcome = await execution.run(state)
