@@ -511,9 +511,10 @@ class RetryContext(RunContext, metaclass=_ContextMeta):
     A tool call that retries an earlier failed call of the same tool (after
     `ModelRetry` or an argument validation error) receives a copy of the context with
     `retry_count` set to the number of failures so far and `is_retry=True`.
-    `max_retries` bounds the retries of each tool in runs using this context. Any
-    context with `retry_count` and `is_retry` fields (e.g. the spec's hand-written
-    `ExecutionContext`) gets the same retry copy.
+    `max_retries` bounds the retries of each tool in runs using this context. Only
+    instances of this class (and its subclasses, `ExecutionContext` included) get this
+    behaviour: a hand-written class that merely has fields of these names (like the
+    spec's own `RetryContext`) keeps them as plain data; inherit from this class instead.
     """
 
     retry_count: int = field(default=0, kw_only=True)
