@@ -1,4 +1,5 @@
-"""JSON text for values that may hold lone surrogates (which UTF-8 cannot encode), both ways."""
+"""Text and JSON for values that may hold lone surrogates, which UTF-8 cannot encode: a model's
+`"\udc80"` escape, input decoded with `surrogateescape`, half of a split surrogate pair."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
-__all__ = ["json_text", "parse_json"]
+__all__ = ["json_text", "parse_json", "utf8_safe", "valid_utf8"]
 
 T = TypeVar("T")
 
@@ -51,3 +52,26 @@ def parse_json(adapter: TypeAdapter[T], data: str | bytes) -> T:
         except ValueError:
             raise exc from None
         return adapter.validate_python(python)
+
+
+def valid_utf8(text: str) -> str:
+    """Return `text` as UTF-8 can encode it: surrogate pairs joined, lone surrogates as U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def utf8_safe(value: Any) -> Any:
+    """Return a JSON-like value (dicts, lists, strings, ...) with every string made `valid_utf8`,
+    e.g. a provider request body, which must be UTF-8."""
+    if isinstance(value, str):
+        return valid_utf8(value)
+    if isinstance(value, dict):
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [utf8_safe(v) for v in value]
+    return value
