@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import sniffio
+from chat_server import ChatServer, Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -576,6 +577,18 @@ async def test_an_edited_and_re_signed_state_never_runs_an_unapproved_call(edits
         return
     assert victim.deleted == []
     assert result.output is not None or result.interruptions
+
+
+async def test_lone_surrogates_in_input_instructions_and_history_reach_a_real_server(server: ChatServer) -> None:
+    """Input, instructions and history holding lone surrogates: the request to the server succeeds (U+FFFD)."""
+    server.script = [Reply(text="ok")]
+    history = [UserPrompt(content="earlier \ud83d"), ModelResponse(text="answer \udc80")]
+    agent = Agent(name="a", model=server.model(), instructions="be brief \ud800")
+    result = await agent.run("task \udcff", message_history=history)
+    assert result.output == "ok"
+    sent = json.dumps(server.requests[0]["messages"], ensure_ascii=False)
+    for text in ("be brief \ufffd", "earlier \ufffd", "answer \ufffd", "task \ufffd"):
+        assert text in sent
 
 
 AGENT_ARGUMENTS = ["name", "model", "instructions", "description", "tools", "subagents", "interceptors",
