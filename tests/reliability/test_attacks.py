@@ -621,6 +621,16 @@ def test_any_wrong_agent_argument_is_a_user_error_or_accepted(name: str, value: 
         assert str(exc)[:1].isupper()
 
 
+@pytest.mark.parametrize("where", ["tool", "instructions", "approval_handler"])
+async def test_a_builtin_without_a_signature_is_a_user_error(where: str) -> None:
+    """`int` (no signature Python can inspect) as a tool, instructions or approval handler is a UserError."""
+    with pytest.raises(UserError, match="no signature"):
+        if where == "approval_handler":
+            await Agent(name="a", model=FunctionModel(lambda m, i: "x")).run("go", approval_handler=int)
+        else:
+            Agent(name="a", model="test", **({"tools": [int]} if where == "tool" else {"instructions": int}))
+
+
 RUN_ARGUMENTS = ["input", "context", "message_history", "interceptors", "usage_limits", "approval_handler",
                  "max_depth", "max_requests"]  # fmt: skip
 
