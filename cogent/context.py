@@ -94,8 +94,6 @@ def _neutral(cls: type[Any]) -> type[Any]:
     return cls
 
 
-
-
 class Running(NamedTuple):
     """What runs in the current task or thread: the context, and the run loop's execution."""
 
