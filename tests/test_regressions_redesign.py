@@ -448,22 +448,33 @@ class HasTenant(Protocol):
     tenant_id: str
 
 
-def protocol_ctx(c: HasSecret, x: int) -> str:
+def protocol_ctx(ctx: HasSecret, x: int) -> str:
     """Read the secret through a Protocol."""
-    return f"{c.secret == CANARY}:{x}"
+    return f"{ctx.secret == CANARY}:{x}"
 
 
-def checked_protocol_ctx(c: HasTenant, x: int) -> str:
+def checked_protocol_ctx(ctx: HasTenant, x: int) -> str:
     """Read the tenant through a runtime-checkable Protocol."""
-    return f"{c.tenant_id}:{x}"
+    return f"{ctx.tenant_id}:{x}"
 
 
 async def test_a_protocol_typed_parameter_is_injected() -> None:
-    """A parameter annotated with a Protocol receives the run context and is not in the schema."""
+    """A parameter named `ctx` annotated with a Protocol receives the run context and is not in the schema."""
     t = tool(protocol_ctx)
     assert set(t.definition.parameters_json_schema["properties"]) == {"x"}
     agent, _ = agent_with(t, calls=[ToolCall("protocol_ctx", {"x": 1}, "c1")])
     assert (await agent.run("go", context=AuditContext())).output == "True:1"
+
+
+def test_a_protocol_annotation_elsewhere_is_a_model_argument() -> None:
+    """Only the parameter named `ctx` is injected through a Protocol annotation: elsewhere it is a model argument."""
+    import typing
+
+    def scale(n: typing.SupportsIndex, factor: int) -> int:
+        return int(n) * factor
+
+    with pytest.raises(UserError, match="pydantic cannot validate"):
+        tool(scale)
 
 
 async def test_a_runtime_checkable_protocol_parameter_is_checked_before_any_request() -> None:
