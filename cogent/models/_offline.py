@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import operator
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
@@ -95,7 +96,7 @@ class ScriptedModel(Model):
             UnexpectedModelBehavior: If the history has as many model responses as the script
                 has steps.
         """
-        step = sum(1 for m in messages if isinstance(m, ModelResponse))
+        step = operator.countOf(map(type, messages), ModelResponse)  # in C: one script step per response
         if step >= len(self.steps):
             raise UnexpectedModelBehavior(
                 f"ScriptedModel {self.name!r} has {len(self.steps)} steps but was asked for step {step + 1} "
