@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic_core import SchemaSerializer, core_schema
 from typing_extensions import dataclass_transform
 
-from ._resources import Resource
+from ._resources import Resource, SpanAttribute
 from ._secrets import MASK, is_secret_name, masked_repr
 from .core import generate_id, now_utc
 from .exceptions import UserError
@@ -39,6 +39,7 @@ __all__ = [
     "Resource",
     "RetryContext",
     "RunContext",
+    "SpanAttribute",
     "TaskContext",
     "TimedContext",
     "ToolApprovalItem",

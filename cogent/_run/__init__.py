@@ -24,7 +24,7 @@ from ..context import RunContext
 from ..exceptions import DelegationDepthExceeded, UserError
 from ..result import RunResult, RunState
 from ..usage import Usage
-from . import context_rules, history, resume
+from . import context_rules, history, hooks, resume
 from .execution import Execution
 from .outcomes import Interrupted
 from .tree import RunOptions, RunTree, WorkBudget, enclosing_run
@@ -84,6 +84,7 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
         approval_handler=handler,
         max_depth=min(options.max_depth, enclosing.tree.max_depth) if enclosing is not None else options.max_depth,
         emit=options.emit,
+        observer=hooks.observer_for(agent.instrument, enclosing.tree.observer if enclosing is not None else None),
     )
     depth = 0 if enclosing is None else enclosing.depth + 1
     if depth > tree.max_depth:

@@ -240,8 +240,7 @@ class Execution:
             return await self._run_under_deadline(resume)
         with observer.execution_span(self) as span:
             outcome = await self._run_under_deadline(resume)
-            if isinstance(outcome, Finished):
-                span.finished(outcome.output)
+            span.finished(outcome)
             return outcome
 
     async def _run_under_deadline(self, resume: RunState | None) -> ExecutionOutcome:
@@ -371,12 +370,11 @@ class Execution:
         tree.reserve_request()
         started = time.perf_counter()
         if tree.observer is None:
-            raw = await self._request(model, messages, params)
+            response = history.check_response(model, await self._request(model, messages, params))
         else:
-            with tree.observer.request_span(self, model, params) as span:
-                raw = await self._request(model, messages, params)
-                span.response(history.check_response(model, raw))
-        response = history.check_response(model, raw)
+            with tree.observer.request_span(self, model, messages, params) as span:
+                response = history.check_response(model, await self._request(model, messages, params))
+                span.response(response)
         if response.tool_calls:
             if self.call_ids is None:
                 self.call_ids = history.call_ids(self.messages)
