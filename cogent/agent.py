@@ -475,7 +475,7 @@ def _thread_kind() -> Literal["worker", "loop", "plain"]:
 
 def _instrumentation(where: str, instrument: Any) -> Instrumentation | Literal[False] | None:
     if instrument is None or instrument is False or isinstance(instrument, Instrumentation):
-        return instrument  # type: ignore[no-any-return]
+        return instrument
     if instrument is True:
         from .telemetry import InstrumentationSettings  # OpenTelemetry is imported only when asked for
 

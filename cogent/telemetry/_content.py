@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..messages import Message, ModelResponse, RetryPrompt, SystemPrompt, ToolReturn, UserPrompt
 from .._run.results import to_text
+from ..messages import Message, ModelResponse, RetryPrompt, SystemPrompt, ToolReturn, UserPrompt
 
 __all__ = ["input_messages", "instructions", "output_messages", "result_messages", "task_messages"]
 

@@ -126,9 +126,8 @@ def _scalar(value: Any, cls: type[Any], name: str) -> str | bool | int | float:
         value = value.value
     if isinstance(value, _SCALARS):
         return value
-    if (
-        isinstance(value, Mapping | BaseModel | RunContext | list | tuple | set | frozenset)
-        or dataclasses.is_dataclass(value)
+    if isinstance(value, Mapping | BaseModel | RunContext | list | tuple | set | frozenset) or dataclasses.is_dataclass(
+        value
     ):
         raise UserError(
             f"{cls.__qualname__}'s field {name!r} is marked SpanAttribute but holds a {type(value).__qualname__}, "

@@ -14,7 +14,7 @@ error is its `error.type`. Message content only with `include_content=True`.
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 

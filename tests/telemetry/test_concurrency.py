@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from cogent import Agent, ExecutionContext, RunResult, ScriptedModel, SpanAttribute, ToolCall, tool
@@ -26,7 +27,7 @@ class UserContext(ExecutionContext):
 @tool
 async def whoami(ctx: UserContext) -> str:
     """Name the current user (after letting the other runs go first)."""
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     return ctx.user
 
 

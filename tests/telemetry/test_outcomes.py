@@ -207,7 +207,9 @@ async def test_approval_decisions_are_events_of_the_call(settings: Instrumentati
 
     agent = Agent(
         name="a",
-        model=ScriptedModel([[ToolCall("refund", {"order_id": 1}, "c1"), ToolCall("refund", {"order_id": 2}, "c2")], "x"]),
+        model=ScriptedModel(
+            [[ToolCall("refund", {"order_id": 1}, "c1"), ToolCall("refund", {"order_id": 2}, "c2")], "x"]
+        ),
         tools=[refund],
         instrument=settings,
     )
@@ -226,7 +228,9 @@ async def test_an_interrupted_run_and_its_resumption_are_on_the_spans(
     settings: InstrumentationSettings, spans: Spans
 ) -> None:
     """Without a handler the call is pending and the executions interrupted; the resumed run's call is approved."""
-    sub = Agent(name="sub", model=ScriptedModel([ToolCall("refund", {"order_id": 9}, "s1"), "sub done"]), tools=[refund])
+    sub = Agent(
+        name="sub", model=ScriptedModel([ToolCall("refund", {"order_id": 9}, "s1"), "sub done"]), tools=[refund]
+    )
     top = Agent(
         name="top",
         model=ScriptedModel([ToolCall("sub", {"task": "refund 9"}, "t1"), "top done"]),
@@ -269,7 +273,9 @@ async def test_interceptor_results_and_stops_are_span_events(settings: Instrumen
 
     agent = Agent(
         name="a",
-        model=ScriptedModel([[ToolCall("refund", {"order_id": 1}, "c1")], [ToolCall("finish", {"answer": "ok"}, "c2")]]),
+        model=ScriptedModel(
+            [[ToolCall("refund", {"order_id": 1}, "c1")], [ToolCall("finish", {"answer": "ok"}, "c2")]]
+        ),
         tools=[refund, finish],
         interceptors=[no_refunds],
         instrument=settings,
@@ -287,7 +293,10 @@ async def test_a_refused_delegation_is_a_failed_call_without_a_subagent_span(
     """A DelegationContext at its max_depth: the call's span has a cogent.delegation.refused event, no invoke_agent."""
     sub = Agent(name="sub", model=ScriptedModel(["never"]))
     top = Agent(
-        name="top", model=ScriptedModel([ToolCall("sub", {"task": "t"}, "c1"), "x"]), subagents=[sub], instrument=settings
+        name="top",
+        model=ScriptedModel([ToolCall("sub", {"task": "t"}, "c1"), "x"]),
+        subagents=[sub],
+        instrument=settings,
     )
     result = await top.run("go", context=DelegationContext(max_depth=0))
     span = call_span(spans, "c1")

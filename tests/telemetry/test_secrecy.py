@@ -26,7 +26,7 @@ from cogent import (
 )
 from cogent.context import Resource
 from cogent.core import now_utc
-from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn
+from cogent.messages import Message, ModelResponse
 from cogent.models import ModelRequestParameters
 from cogent.telemetry import InstrumentationSettings
 
@@ -111,16 +111,16 @@ def build(*, leak_to_model: bool, tool_errors: str = "model") -> Agent[RichConte
         return said(f"refunded {order_id}", ctx)
 
     def sub_model(messages: list[Message], info: ModelRequestParameters) -> Any:
-        if len([m for m in messages if isinstance(m, ModelResponse)]) == 0:
+        responses = sum(isinstance(m, ModelResponse) for m in messages)
+        if responses == 0:
             return [
                 ToolCall("lookup", {"order_id": 1}),
                 ToolCall("explode", {}),
                 ToolCall("picky", {}),
                 ToolCall("refund", {"order_id": 2}),
             ]
-        if isinstance(messages[-1], ToolReturn | RetryPrompt) and any(isinstance(m, RetryPrompt) for m in messages[-4:]):
-            if len([m for m in messages if isinstance(m, ModelResponse)]) == 1:
-                return ToolCall("picky", {})
+        if responses == 1:  # the retry picky asked for
+            return ToolCall("picky", {})
         return "sub done"
 
     sub = Agent(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @tool
 async def lookup(order_id: int) -> str:
     """Look up an order."""
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     return f"order {order_id}"
 
 
@@ -88,7 +89,9 @@ async def test_a_three_level_delegation_with_parallel_calls_is_one_tree_equal_to
 
 
 @pytest.mark.anyio
-async def test_chat_spans_carry_the_request_and_response_attributes(settings: InstrumentationSettings, spans: Spans) -> None:
+async def test_chat_spans_carry_the_request_and_response_attributes(
+    settings: InstrumentationSettings, spans: Spans
+) -> None:
     """A chat span: CLIENT kind, `chat {model}`, provider, request and response model, tokens, finish reasons."""
 
     def respond(messages: list[Message], info: ModelRequestParameters) -> ModelResponse:
@@ -121,7 +124,9 @@ async def test_tool_spans_carry_the_tool_attributes(settings: InstrumentationSet
     sub = Agent(name="helper", model=ScriptedModel(["ok"]), description="Helps.")
     agent = Agent(
         name="main",
-        model=ScriptedModel([[ToolCall("lookup", {"order_id": 7}, "c1"), ToolCall("helper", {"task": "t"}, "c2")], "x"]),
+        model=ScriptedModel(
+            [[ToolCall("lookup", {"order_id": 7}, "c1"), ToolCall("helper", {"task": "t"}, "c2")], "x"]
+        ),
         tools=[lookup],
         subagents=[sub],
         instrument=settings,
