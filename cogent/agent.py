@@ -136,8 +136,7 @@ class Agent(Generic[ContextT, OutputT]):
         self.tool_errors = tool_errors
         self.parallel_tool_calls = parallel_tool_calls
         self.allow_truncated_output = allow_truncated_output
-        self.instrument: Instrumentation | Literal[False] | None = _instrumentation(where, instrument)
-        """The agent's telemetry setting (`True` is stored as `InstrumentationSettings()`)."""
+        self._instrument = _instrumentation(where, instrument)
         self.instructions = instructions
         self.interceptors: tuple[Interceptor, ...] = _interceptors(where, interceptors)
         self._instructions: InjectedCall | str | None = (
@@ -162,6 +161,18 @@ class Agent(Generic[ContextT, OutputT]):
         """The agent's tools: its own, then one `AgentTool` per subagent (toolsets' tools are
         listed when an execution opens them)."""
         return tuple(self._spec.tools.values())
+
+    @property
+    def instrument(self) -> Instrumentation | Literal[False] | None:
+        """The agent's telemetry setting (`instrument=`; `True` reads back as `InstrumentationSettings()`).
+
+        Assigning it takes what `instrument=` takes, checked the same way.
+        """
+        return self._instrument
+
+    @instrument.setter
+    def instrument(self, value: bool | InstrumentationSettings | None) -> None:
+        self._instrument = _instrumentation(f"Agent {self.name!r}", value)
 
     @property
     def toolsets(self) -> tuple[Toolset, ...]:

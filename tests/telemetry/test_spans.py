@@ -313,9 +313,22 @@ def test_instrument_true_uses_the_global_provider_and_default_settings() -> None
 
 @pytest.mark.parametrize("value", ["yes", 1, object(), InstrumentationSettings])
 def test_instrument_must_be_a_bool_none_or_settings(value: Any) -> None:
-    """Agent(instrument=...) with anything else is a UserError naming the argument and the choices."""
+    """Agent(instrument=...) with anything else, or assigned later, is a UserError naming the choices."""
     with pytest.raises(UserError, match=r"instrument=.*pass True, False, None or cogent.telemetry"):
         Agent(name="a", model="test", instrument=value)
+    agent = Agent(name="a", model="test")
+    with pytest.raises(UserError, match=r"Agent 'a' has instrument="):
+        agent.instrument = value
+    assert agent.instrument is None
+
+
+def test_assigning_instrument_later_is_checked_like_the_argument() -> None:
+    """`agent.instrument = True` reads back as InstrumentationSettings(); False and None as themselves."""
+    agent = Agent(name="a", model="test")
+    agent.instrument = True
+    assert isinstance(agent.instrument, InstrumentationSettings)
+    agent.instrument = False
+    assert agent.instrument is False
 
 
 @pytest.mark.parametrize(
