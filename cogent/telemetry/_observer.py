@@ -197,19 +197,20 @@ class _AgentSpan(_OpenSpan):
             self._otel.set_attribute("gen_ai.output.messages", _content.result_messages(outcome.output))
 
     def _closing(self) -> None:
-        otel = self._otel
-        otel.set_attribute("cogent.outcome", self._outcome)
         ex = self._ex
-        if not ex.path:  # the root of its run tree: the run's usage (subagents included)
-            usage = ex.tree.usage
-            otel.set_attributes(
-                {
-                    "cogent.usage.requests": usage.requests,
-                    "cogent.usage.input_tokens": usage.input_tokens,
-                    "cogent.usage.output_tokens": usage.output_tokens,
-                    "cogent.usage.tool_calls": usage.tool_calls,
-                }
-            )
+        if ex.path:
+            self._otel.set_attribute("cogent.outcome", self._outcome)
+            return
+        usage = ex.tree.usage  # the root of its run tree: the run's usage (subagents included)
+        self._otel.set_attributes(
+            {
+                "cogent.outcome": self._outcome,
+                "cogent.usage.requests": usage.requests,
+                "cogent.usage.input_tokens": usage.input_tokens,
+                "cogent.usage.output_tokens": usage.output_tokens,
+                "cogent.usage.tool_calls": usage.tool_calls,
+            }
+        )
 
 
 class _ChatSpan(_OpenSpan):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -377,3 +378,15 @@ async def test_the_model_sees_no_difference_when_instrumented(settings: Instrume
     second = await three_levels(settings).run("start", context=Shop())
     assert first.messages == second.messages
     assert [m.content for m in second.messages if isinstance(m, ToolReturn)] == ["mid done", "order 1"]
+
+
+def test_without_the_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without opentelemetry, cogent.telemetry and Agent(instrument=True) raise an ImportError naming the extra."""
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # makes `import opentelemetry...` fail
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    for name in [m for m in sys.modules if m == "cogent.telemetry" or m.startswith("cogent.telemetry.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ImportError, match=r'pip install "cogent-context\[otel\]"'):
+        importlib.import_module("cogent.telemetry")
+    with pytest.raises(ImportError, match=r'pip install "cogent-context\[otel\]"'):
+        Agent(name="a", model="test", instrument=True)
