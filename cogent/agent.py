@@ -22,12 +22,12 @@ from ._run.tree import DEFAULT_MAX_REQUESTS, RunOptions
 from ._signature import InjectedCall, caller_namespace
 from .context import RunContext
 from .events import FinalResultEvent, StreamEvent
-from .exceptions import ContextTypeError, UserError
+from .exceptions import AgentRunError, ContextTypeError, UserError
 from .interceptors import Interceptor
 from .messages import Message
 from .models import Model, close_loop_resources, infer_model
 from .result import RunResult, RunState
-from .tools import AgentTool, AnyTool, BaseTool, Tool, Toolset
+from .tools import AgentTool, AnyTool, BaseTool, NestedRuns, Tool, Toolset, nested_runs
 from .usage import UsageLimits
 
 if TYPE_CHECKING:
@@ -365,12 +365,14 @@ class Agent(Generic[ContextT, OutputT]):
 
         Inside a sync tool (which runs in an anyio worker thread) the run executes on the
         caller's event loop, and its own sync tools draw threads from a separate pool, so
-        nested runs never deadlock; elsewhere it starts an event loop of its own and
+        nested runs never deadlock; it ends with the tool call (a cancellation, timeout or
+        deadline of the call cancels it, on asyncio and trio); elsewhere it starts an event loop of its own and
         closes the model clients it opened on it before returning.
 
         Raises:
             UserError: If called from async code on an event loop's thread; use
                 `await agent.run(...)` there.
+            AgentRunError: Inside a sync tool, if the tool call ended before the run finished.
         """
         options = RunOptions(
             context=context,
@@ -383,7 +385,9 @@ class Agent(Generic[ContextT, OutputT]):
         )
         where = _thread_kind()
         if where == "worker":
-            result: RunResult[ContextT, OutputT] = anyio.from_thread.run(_run.run_agent, self, input, options)
+            result: RunResult[ContextT, OutputT] = anyio.from_thread.run(
+                _run_nested, self, input, options, nested_runs()
+            )
             return result
         if where == "loop":
             raise UserError(
@@ -459,6 +463,28 @@ class Agent(Generic[ContextT, OutputT]):
             raise raised
         if failure:
             raise failure[0]
+
+
+async def _run_nested(
+    agent: Agent[Any, Any],
+    input: str | RunState,  # noqa: A002
+    options: RunOptions,
+    nested: NestedRuns | None,
+) -> Any:
+    """Run on the event loop for `run_sync` called in a sync tool's worker thread; the run ends
+    with the tool call that started it (see `NestedRuns`).
+
+    Raises:
+        AgentRunError: If the tool call ended (cancelled, timed out) before this run finished.
+    """
+    if nested is None:  # a worker thread the application started itself
+        return await _run.run_agent(agent, input, options)
+    with nested.track():
+        return await _run.run_agent(agent, input, options)
+    raise AgentRunError(
+        f"Agent {agent.name!r}.run_sync() was cancelled: the tool call that started it ended (cancelled, or past "
+        "its timeout or deadline) before the nested run finished."
+    )
 
 
 async def _run_owning_loop(agent: Agent[Any, Any], input: str | RunState, options: RunOptions) -> Any:  # noqa: A002

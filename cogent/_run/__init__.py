@@ -28,6 +28,7 @@ from ..usage import Usage
 from . import context_rules, history, hooks, resume
 from .execution import Execution
 from .outcomes import Interrupted
+from .spec import spec_of
 from .tree import RunOptions, RunTree, WorkBudget
 
 if TYPE_CHECKING:
@@ -99,6 +100,10 @@ def run_agent(
             "cycle of nested agent.run() calls? Check the tools that start runs."
         )
     exec_ctx = context_rules.execution_copy(ctx, agent, task)
+    if state is not None:
+        # A context that cannot serve the agent fails before the state is claimed: it stays resumable.
+        spec = spec_of(agent)
+        context_rules.check_context(agent, exec_ctx, spec, spec.tools)
     return _run(Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=[]), state)
 
 

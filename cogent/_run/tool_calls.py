@@ -11,6 +11,8 @@ not need (see docs/performance.md).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import time
 from collections.abc import Coroutine
@@ -338,10 +340,14 @@ def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[s
     try:
         return tool.validate_arguments(arguments)
     except ValueError as exc:
-        raise RunStateError(
-            f"The RunState's pending call of tool {tool.name!r} has arguments the tool does not accept ({exc}); "
-            "the state does not belong to this agent's tools."
-        ) from None
+        problem = exc
+    if isinstance(arguments, str):  # lone surrogates, JSON-escaped by `approvals.arguments_text`, which
+        with contextlib.suppress(ValueError):  # pydantic's JSON parser refuses and Python's reads
+            return tool.validate_arguments(json.loads(arguments))
+    raise RunStateError(
+        f"The RunState's pending call of tool {tool.name!r} has arguments the tool does not accept ({problem}); "
+        "the state does not belong to this agent's tools."
+    ) from None
 
 
 def _after_pre_act(
