@@ -32,7 +32,7 @@ from ._decisions import (
     ToolApprovalItem,
     decision_key,
 )
-from ._resources import Resource
+from ._resources import Resource, SpanAttribute
 from ._secrets import MASK, is_secret_name, masked_repr
 from .core import generate_id, now_utc
 from .exceptions import UserError
@@ -47,6 +47,7 @@ __all__ = [
     "Resource",
     "RetryContext",
     "RunContext",
+    "SpanAttribute",
     "TaskContext",
     "TimedContext",
     "ToolApprovalItem",

@@ -25,7 +25,7 @@ from ..context import RunContext, running
 from ..exceptions import DelegationDepthExceeded, UserError
 from ..result import RunResult, RunState
 from ..usage import Usage
-from . import context_rules, history, resume
+from . import context_rules, history, hooks, resume
 from .execution import Execution
 from .outcomes import Interrupted
 from .spec import spec_of
@@ -91,6 +91,7 @@ def run_agent(
         approval_handler=handler,
         max_depth=min(options.max_depth, enclosing.tree.max_depth) if enclosing is not None else options.max_depth,
         emit=options.emit,
+        observer=hooks.observer_for(agent.instrument, enclosing.tree.observer if enclosing is not None else None),
     )
     depth = 0 if enclosing is None else enclosing.depth + 1
     if depth > tree.max_depth:

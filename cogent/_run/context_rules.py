@@ -41,6 +41,7 @@ __all__ = [
     "delegation_refusal",
     "execution_copy",
     "lineage",
+    "remaining_seconds",
     "retry_limit",
     "retry_view",
 ]
@@ -151,6 +152,16 @@ def deadline_of(ctx: RunContext) -> datetime | None:
             "cogent.core.now_utc() + timedelta(seconds=30)."
         )
     return deadline
+
+
+def remaining_seconds(ctx: RunContext) -> float | None:
+    """Return the seconds until a `TimedContext`'s deadline (negative when past), else `None`.
+
+    Raises:
+        UserError: If the deadline is not a timezone-aware datetime.
+    """
+    deadline = deadline_of(ctx)
+    return None if deadline is None else (deadline - now_utc()).total_seconds()
 
 
 def deadline_scope(deadline: datetime) -> anyio.CancelScope:

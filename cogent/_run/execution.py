@@ -280,8 +280,7 @@ class Execution:
     async def _observed(self, observer: Observer, resume: RunState | None) -> ExecutionOutcome:
         with observer.execution_span(self) as span:
             outcome = await self._execute(resume)
-            if isinstance(outcome, Finished):
-                span.finished(outcome.output)
+            span.finished(outcome)
             return outcome
 
     async def _execute(self, resume: RunState | None) -> ExecutionOutcome:
@@ -414,12 +413,11 @@ class Execution:
         tree.reserve_request()
         started = time.perf_counter()
         if tree.observer is None:
-            raw = await self._request(model, messages, params)
+            response = history.check_response(model, await self._request(model, messages, params))
         else:
-            with tree.observer.request_span(self, model, params) as span:
-                raw = await self._request(model, messages, params)
-                span.response(history.check_response(model, raw))
-        response = history.check_response(model, raw)
+            with tree.observer.request_span(self, model, messages, params) as span:
+                response = history.check_response(model, await self._request(model, messages, params))
+                span.response(response)
         if response.tool_calls:
             if self.call_ids is None:
                 self.call_ids = history.call_ids(self.messages)

@@ -46,6 +46,8 @@ class FunctionModel(Model):
         name: The model name recorded in responses.
     """
 
+    provider_name = "cogent"  # an offline model of cogent's own
+
     def __init__(
         self,
         fn: Callable[[list[Message], ModelRequestParameters], Reply | Awaitable[Reply]],
@@ -85,6 +87,8 @@ class ScriptedModel(Model):
         UnexpectedModelBehavior: (from `request`) when the history is longer than the script.
     """
 
+    provider_name = "cogent"  # an offline model of cogent's own
+
     def __init__(self, steps: Sequence[Reply], *, name: str = "scripted") -> None:
         self.steps = [_to_response(step, name) for step in steps]
         self.name = name
@@ -119,6 +123,8 @@ class TestModel(Model):
     """
 
     __test__ = False  # not a pytest test class
+
+    provider_name = "cogent"  # an offline model of cogent's own
 
     def __init__(self, *, seed: int = 0, name: str = "test") -> None:
         self.seed = seed
