@@ -63,18 +63,28 @@ def run_agent(
     """
     options.check(agent.name)
     ctx = _coerce_context(agent, options.context)
-    owner = f"Agent {agent.name!r}.run()"
     state: RunState | None = None
-    if isinstance(input, RunState):
+    if type(input) is str:
+        task = input
+    elif isinstance(input, RunState):
         if options.message_history is not None:
-            raise UserError(f"{owner} resumes a RunState, which has its own messages; do not pass message_history.")
+            raise UserError(
+                f"Agent {agent.name!r}.run() resumes a RunState, which has its own messages; do not pass "
+                "message_history."
+            )
         state = resume.check_state(agent, input)
         task = state.task
     elif isinstance(input, str):
         task = input
     else:
-        raise UserError(f"{owner} needs a str or a RunState as input, got {type(input).__qualname__}.")
-    messages = history.check_history(options.message_history, owner) if options.message_history is not None else []
+        raise UserError(
+            f"Agent {agent.name!r}.run() needs a str or a RunState as input, got {type(input).__qualname__}."
+        )
+    messages = (
+        history.check_history(options.message_history, f"Agent {agent.name!r}.run()")
+        if options.message_history is not None
+        else []
+    )
     handler = (
         InjectedCall(options.approval_handler, owner="The approval_handler", arity=1)
         if options.approval_handler is not None

@@ -57,14 +57,15 @@ def execution_copy(context: RunContext, agent: Agent[Any, Any], task: str) -> Ru
     try:
         execution = context.__copy__()  # copy.copy() would find and call the same method, slower
         metadata = dict(context.metadata)
+        query = context.query
     except AttributeError:
         raise UserError(
-            f"The context {type(context).__qualname__} has no `metadata` attribute: its __init__ does not run "
-            "RunContext's. Make it a dataclass (@dataclass class ...(RunContext)) or call super().__init__()."
+            f"The context {type(context).__qualname__} has no `metadata` or `query` attribute: its __init__ does "
+            "not run RunContext's. Make it a dataclass (@dataclass class ...(RunContext)) or call super().__init__()."
         ) from None
     object.__setattr__(execution, "metadata", metadata)
     object.__setattr__(execution, "agent", agent)
-    if not getattr(execution, "query", ""):
+    if not query:
         object.__setattr__(execution, "query", task)
     share_approvals(execution, context)
     return execution

@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Execution"]
 
-# Enum members as module constants: `Phase.X` is a class attribute lookup (~65 ns) on every step.
+# `isinstance` tuples and enum members as module constants: `A | B` builds a union object and
+# `Phase.X` is a class attribute lookup (~65 ns) on every step.
+_NO_SCOPE = nullcontext()  # reusable: it holds no state
+_DECIDED = (End, UseValue)
+_TURN_OUTCOMES = (Finished, Interrupted, NextTurn)
 _PRE_RUN = Phase.PRE_RUN
 _PRE_THINK = Phase.PRE_THINK
 _POST_THINK = Phase.POST_THINK
@@ -222,7 +226,7 @@ class Execution:
             tool_args=tool_args,
         )
         outcome = await run_phase(_ON_ERROR, handlers, ic, ic.run_context, self.interceptor_failed)
-        return outcome if isinstance(outcome, End | UseValue) else None
+        return outcome if isinstance(outcome, _DECIDED) else None
 
     async def emit(self, event: StreamEvent) -> None:
         """Send a stream event (only called when the run streams)."""
@@ -288,7 +292,7 @@ class Execution:
         scope = context_rules.deadline_scope(deadline) if deadline is not None else None
         token = running.set(Running(self.ctx, self))
         try:
-            with scope if scope is not None else nullcontext():
+            with scope if scope is not None else _NO_SCOPE:
                 if scope is not None:
                     await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
                 try:
@@ -342,7 +346,7 @@ class Execution:
         if handlers:
             ic = self.intercept_context(_PRE_RUN, self.ctx, tools=self.definitions, model=self.model)
             outcome = await run_phase(_PRE_RUN, handlers, ic, self.ctx, self.interceptor_failed)
-            if isinstance(outcome, End | UseValue):
+            if isinstance(outcome, _DECIDED):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
             if ic.messages is not self.messages:
                 self.messages = history.repair_pairing(ic.messages)
@@ -365,7 +369,7 @@ class Execution:
         for _ in range(self.agent.max_turns):
             step = await self._turn()
             # The response's calls (or answer) run after the request's frame is gone.
-            turn = step if isinstance(step, Finished | Interrupted | NextTurn) else await step
+            turn = step if isinstance(step, _TURN_OUTCOMES) else await step
             if not isinstance(turn, NextTurn):
                 return turn
         raise MaxTurnsExceeded(
@@ -402,7 +406,7 @@ class Execution:
         if handlers:
             ic = self.intercept_context(_PRE_THINK, self.ctx, tools=offered, model=model)
             outcome = await run_phase(_PRE_THINK, handlers, ic, self.ctx, self.interceptor_failed)
-            if isinstance(outcome, End | UseValue):
+            if isinstance(outcome, _DECIDED):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
             if ic.messages is not messages:
                 messages = history.repair_pairing(ic.messages)
@@ -413,7 +417,11 @@ class Execution:
         tree.reserve_request()
         started = time.perf_counter()
         if tree.observer is None:
-            response = history.check_response(model, await self._request(model, messages, params))
+            if tree.steps is None and tree.emit is None:  # the plain request, without a frame of ours
+                raw = await model.request(messages, params)
+            else:
+                raw = await self._request(model, messages, params)
+            response = history.check_response(model, raw)
         else:
             with tree.observer.request_span(self, model, messages, params) as span:
                 response = history.check_response(model, await self._request(model, messages, params))
@@ -437,7 +445,7 @@ class Execution:
         if handlers:
             ic = self.intercept_context(_POST_THINK, self.ctx, model_response=response)
             outcome = await run_phase(_POST_THINK, handlers, ic, self.ctx, self.interceptor_failed)
-            if isinstance(outcome, End | UseValue):
+            if isinstance(outcome, _DECIDED):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
         if response.finish_reason == "length":
             return output.truncated(self, response)

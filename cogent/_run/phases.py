@@ -19,6 +19,7 @@ from ..models import infer_model
 __all__ = [
     "EFFECTS",
     "EMPTY_PLAN",
+    "PHASE_OUTCOMES",
     "PROCEED",
     "Effect",
     "End",
@@ -120,6 +121,8 @@ class UseValue:
 
 
 PhaseOutcome: TypeAlias = Proceed | End | UseValue
+PHASE_OUTCOMES: Final = (Proceed, End, UseValue)
+"""The outcome classes, for `isinstance` (`A | B` would build a union object on every check)."""
 PROCEED: Final = Proceed()
 
 EMPTY_PLAN: Final[Plan] = {phase: () for phase in Phase}
@@ -189,7 +192,7 @@ async def run_phase(
 ) -> PhaseOutcome:
     """`dispatch`, awaited when it needs to be (for the phases off the per-call path)."""
     outcome = dispatch(phase, handlers, ic, ctx, on_error)
-    return outcome if isinstance(outcome, Proceed | End | UseValue) else await outcome
+    return outcome if isinstance(outcome, PHASE_OUTCOMES) else await outcome
 
 
 async def _dispatch_async(

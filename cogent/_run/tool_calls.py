@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import time
+from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from ..result import RunState
 from ..tools import AgentTool, AnyTool, BaseTool
 from . import approvals, context_rules, delegation, history, output
 from .outcomes import NEXT_TURN, CallOutcome, Ended, Interrupted, Pending, TurnOutcome
-from .phases import End, PhaseOutcome, Proceed, UseValue, dispatch
+from .phases import PHASE_OUTCOMES, End, PhaseOutcome, UseValue, dispatch
 from .results import error_text, to_text, validation_problem
 from .spec import OUTPUT_TOOL_NAME
 
@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["count_failure", "new_state_id", "run_call", "run_calls"]
 
-# Enum members as module constants: `Phase.X` is a class attribute lookup (~65 ns) on every step.
+# `isinstance` tuples and enum members as module constants: `A | B` builds a union object and
+# `Phase.X` is a class attribute lookup (~65 ns) on every step.
+_WAITING = (Pending, Ended)
+_MESSAGES = (ToolReturn, RetryPrompt)
 _PRE_ACT = Phase.PRE_ACT
 _POST_ACT = Phase.POST_ACT
 
@@ -110,7 +113,7 @@ async def run_calls(
                 outcome = outcomes[i] = await call_one(ex, call, gate, None, None)
             else:
                 outcome = outcomes[i] = await _resumed_call(ex, call, gate, resume)
-            if isinstance(outcome, Pending | Ended):
+            if isinstance(outcome, _WAITING):
                 break  # later calls wait for the decision (or the end)
     return await _conclude(ex, calls, outcomes)
 
@@ -161,7 +164,7 @@ async def _conclude(ex: Execution, calls: list[ToolCall], outcomes: list[CallOut
     pending: dict[str, Pending] = {}
     ended: Ended | None = None
     for call, outcome in zip(calls, outcomes, strict=True):
-        if isinstance(outcome, ToolReturn | RetryPrompt):
+        if isinstance(outcome, _MESSAGES):
             done.append(outcome)
         elif isinstance(outcome, Pending):
             pending[call.id or ""] = outcome
@@ -226,7 +229,7 @@ async def _call(
 ) -> CallOutcome:
     name = call.name
     call_id = call.id or ""  # ids are unique and non-empty before calls run (history.unique_call_ids)
-    started = time.perf_counter()
+    started = perf_counter()
     tool = ex.tools.get(name)
     if tool is None:
         ex.note_failure(name)
@@ -257,7 +260,7 @@ async def _call(
         if pre_act:
             ic = ex.intercept_context(_PRE_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args)
             decided = dispatch(_PRE_ACT, pre_act, ic, ctx, ex.interceptor_failed)
-            if not isinstance(decided, Proceed | End | UseValue):
+            if not isinstance(decided, PHASE_OUTCOMES):
                 decided = await decided
             prepared = _after_pre_act(ex, tool, call_id, args, ic, decided, started)
             if not isinstance(prepared, dict):
@@ -324,7 +327,7 @@ async def _call(
             _POST_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args, tool_result=content
         )
         outcome = dispatch(_POST_ACT, ex.plan[_POST_ACT], ic, ctx, ex.interceptor_failed)
-        if not isinstance(outcome, Proceed | End | UseValue):
+        if not isinstance(outcome, PHASE_OUTCOMES):
             outcome = await outcome
         if isinstance(outcome, End):
             return Ended(outcome.output)
@@ -336,7 +339,9 @@ async def _call(
         await ex.emit(
             ToolResultEvent(agent=ex.agent.name, depth=ex.depth, tool_name=name, call_id=call_id, result=content)
         )
-    return _tool_return(name, call_id, content)
+    message = object.__new__(ToolReturn)  # as `_tool_return`, inline on the per-call path
+    ToolReturn.__init__(message, tool_name=name, tool_call_id=call_id, content=content)
+    return message
 
 
 def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[str, Any]:

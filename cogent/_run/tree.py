@@ -50,29 +50,37 @@ class RunOptions:
 
     def check(self, agent_name: str) -> None:
         """Raise `UserError` for any argument that cannot work, naming it and the fix."""
-        where = f"Agent {agent_name!r}.run()"
-        for name, value, low in (("max_depth", self.max_depth, 0), ("max_requests", self.max_requests, 1)):
-            if type(value) is not int or value < low:
-                raise UserError(f"{where} got {name}={value!r}; pass an int of {low} or more.")
-        interceptors = self.interceptors
-        if interceptors:
-            if isinstance(interceptors, Interceptor | str | bytes) or not isinstance(interceptors, Sequence):
-                raise UserError(f"{where} got interceptors={interceptors!r}; pass a list of Interceptor instances.")
-            for i in interceptors:
-                if not isinstance(i, Interceptor):
-                    raise UserError(
-                        f"{where} got {i!r} in interceptors=; pass Interceptor instances (subclass Interceptor or "
-                        "decorate a function with @interceptor)."
-                    )
-        elif not isinstance(interceptors, Sequence):
-            raise UserError(f"{where} got interceptors={interceptors!r}; pass a list of Interceptor instances.")
+        max_depth, max_requests, interceptors = self.max_depth, self.max_requests, self.interceptors
+        if type(max_depth) is not int or max_depth < 0 or type(max_requests) is not int or max_requests < 1:
+            name, value, low = (
+                ("max_depth", max_depth, 0)
+                if type(max_depth) is not int or max_depth < 0
+                else ("max_requests", max_requests, 1)
+            )
+            raise UserError(f"Agent {agent_name!r}.run() got {name}={value!r}; pass an int of {low} or more.")
+        if type(interceptors) is not tuple or interceptors:  # the default, (), needs no check
+            self._check_interceptors(agent_name)
         if self.usage_limits is not None and not isinstance(self.usage_limits, UsageLimits):
             raise UserError(
-                f"{where} got usage_limits={type(self.usage_limits).__qualname__}; pass "
+                f"Agent {agent_name!r}.run() got usage_limits={type(self.usage_limits).__qualname__}; pass "
                 "cogent.UsageLimits(request_limit=..., ...) or None."
             )
         if self.approval_handler is not None and not callable(self.approval_handler):
-            raise UserError(f"{where} got approval_handler={self.approval_handler!r}; pass a function or None.")
+            raise UserError(
+                f"Agent {agent_name!r}.run() got approval_handler={self.approval_handler!r}; pass a function or None."
+            )
+
+    def _check_interceptors(self, agent_name: str) -> None:
+        interceptors = self.interceptors
+        where = f"Agent {agent_name!r}.run()"
+        if isinstance(interceptors, Interceptor | str | bytes) or not isinstance(interceptors, Sequence):
+            raise UserError(f"{where} got interceptors={interceptors!r}; pass a list of Interceptor instances.")
+        for i in interceptors:
+            if not isinstance(i, Interceptor):
+                raise UserError(
+                    f"{where} got {i!r} in interceptors=; pass Interceptor instances (subclass Interceptor or "
+                    "decorate a function with @interceptor)."
+                )
 
 
 @dataclass(kw_only=True, slots=True)
