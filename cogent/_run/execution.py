@@ -28,7 +28,7 @@ from ..models import Model, ModelRequestParameters, ReasoningDelta, TextDelta
 from ..result import RunState
 from ..tools import AnyTool, ToolDefinition
 from . import context_rules, history, output, tool_calls
-from .outcomes import ExecutionOutcome, Finished, Interrupted, NextTurn, TurnOutcome
+from .outcomes import NEXT_TURN, ExecutionOutcome, Finished, Interrupted, NextTurn, TurnOutcome
 from .phases import End, Plan, UseValue, run_phase
 from .spec import AgentSpec, instructions_for, spec_of
 from .tree import RunTree
@@ -61,7 +61,6 @@ class Execution:
     __slots__ = (
         "agent",
         "all_definitions",
-        "call_ids",
         "ctx",
         "definitions",
         "depth",
@@ -115,8 +114,6 @@ class Execution:
         self.instructions: str | None = None
         self.params: ModelRequestParameters | None = None
         """The last request's parameters, reused while nothing they hold changes."""
-        self.call_ids: set[str | None] | None = None
-        """Ids of the calls in `messages` (built on the first response with calls)."""
         self.task_id, self.parent_task_id = context_rules.lineage(ctx)
 
     # --- shared by the step modules --------------------------------------------------
@@ -296,12 +293,23 @@ class Execution:
                 if scope is not None:
                     await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
                 try:
-                    if self.spec.toolsets:
-                        async with AsyncExitStack() as stack:
+                    # The turn loop, in this frame (each waiting run holds one frame less).
+                    async with AsyncExitStack() if self.spec.toolsets else _NO_SCOPE as stack:
+                        if stack is not None:
                             await self._open_toolsets(stack)
-                            outcome = await self._turns(resume)
-                    else:
-                        outcome = await self._turns(resume)
+                        turn = await self._start(resume)
+                        turns = 0
+                        while isinstance(turn, NextTurn):
+                            if turns == self.agent.max_turns:
+                                raise MaxTurnsExceeded(
+                                    f"Agent {self.agent.name!r} made {turns} model requests without a final answer; "
+                                    "raise Agent(max_turns=...) or check why the model keeps calling tools."
+                                )
+                            turns += 1
+                            step = await self._turn()
+                            # The response's calls (or answer) run after the request's frame is gone.
+                            turn = step if isinstance(step, _TURN_OUTCOMES) else await step
+                    outcome = turn
                 except anyio.get_cancelled_exc_class():
                     raise
                 except Exception as exc:
@@ -336,7 +344,9 @@ class Execution:
         self.tools = tools
         self.all_definitions = self.definitions = [t.definition for t in tools.values()]
 
-    async def _turns(self, resume: RunState | None) -> ExecutionOutcome:
+    async def _start(self, resume: RunState | None) -> TurnOutcome:
+        """Everything before the first request: instructions, the tools' context check, PRE_RUN,
+        and the input (or, on resume, the pending calls of the saved response)."""
         instructions = self.spec.instructions
         self.instructions = (
             await instructions_for(instructions, self.ctx) if isinstance(instructions, InjectedCall) else instructions
@@ -358,24 +368,12 @@ class Execution:
             prompt = object.__new__(UserPrompt)  # skips the keyword dict of a class call (once per execution)
             UserPrompt.__init__(prompt, content=self.task)
             self.messages.append(prompt)
-        else:
-            self.messages = list(resume.messages)
-            self.start = resume.new_message_index
-            last = self.messages[-1]
-            assert isinstance(last, ModelResponse)  # checked by resume.check_state
-            turn = await tool_calls.run_calls(self, last.tool_calls, self._gate(self.definitions), resume)
-            if not isinstance(turn, NextTurn):
-                return turn
-        for _ in range(self.agent.max_turns):
-            step = await self._turn()
-            # The response's calls (or answer) run after the request's frame is gone.
-            turn = step if isinstance(step, _TURN_OUTCOMES) else await step
-            if not isinstance(turn, NextTurn):
-                return turn
-        raise MaxTurnsExceeded(
-            f"Agent {self.agent.name!r} made {self.agent.max_turns} model requests without a final answer; raise "
-            "Agent(max_turns=...) or check why the model keeps calling tools."
-        )
+            return NEXT_TURN
+        self.messages = list(resume.messages)
+        self.start = resume.new_message_index
+        last = self.messages[-1]
+        assert isinstance(last, ModelResponse)  # checked by resume.check_state
+        return await tool_calls.run_calls(self, last.tool_calls, self._gate(self.definitions), resume)
 
     def _gate(self, offered: list[ToolDefinition]) -> frozenset[str] | None:
         """The names calls are allowed to, when interceptors narrowed what is offered."""
@@ -384,18 +382,34 @@ class Execution:
         return frozenset(d.name for d in offered)
 
     def _params(self, offered: list[ToolDefinition]) -> ModelRequestParameters:
-        """The request's parameters (the last request's object while the offer is the same)."""
+        """The request's parameters: the agent's shared ones while nothing of this execution changes
+        them (models treat them as read-only), else this execution's own."""
         params = self.params
-        if params is None or params.tools is not offered:
-            output_spec = self.spec.output
-            params = self.params = ModelRequestParameters(
-                agent_name=self.agent.name,
+        if params is not None and params.tools is offered and params.instructions is self.instructions:
+            return params
+        spec, agent = self.spec, self.agent
+        shared = spec.params
+        if (
+            shared is not None
+            and shared.tools is offered
+            and shared.instructions is self.instructions
+            and shared.agent_name is agent.name
+            and shared.parallel_tool_calls is agent.parallel_tool_calls
+        ):
+            params = shared
+        else:
+            output_spec = spec.output
+            params = ModelRequestParameters(
+                agent_name=agent.name,
                 instructions=self.instructions,
                 tools=offered,
                 output_tools=[output_spec.definition] if output_spec is not None else [],
                 allow_text_output=output_spec is None,
-                parallel_tool_calls=self.agent.parallel_tool_calls,
+                parallel_tool_calls=agent.parallel_tool_calls,
             )
+            if offered is spec.definitions and not isinstance(spec.instructions, InjectedCall):
+                spec.params = params
+        self.params = params
         return params
 
     async def _turn(self) -> TurnOutcome | Coroutine[Any, Any, TurnOutcome]:
@@ -427,9 +441,7 @@ class Execution:
                 response = history.check_response(model, await self._request(model, messages, params))
                 span.response(response)
         if response.tool_calls:
-            if self.call_ids is None:
-                self.call_ids = history.call_ids(self.messages)
-            response = history.unique_call_ids(response, self.call_ids)
+            response = history.unique_call_ids(response, history.call_ids(self.messages))
         usage = tree.usage
         usage.input_tokens += response.usage.input_tokens
         usage.output_tokens += response.usage.output_tokens

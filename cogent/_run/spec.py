@@ -13,6 +13,7 @@ from .._signature import InjectedCall
 from ..context import RunContext
 from ..exceptions import UserError
 from ..interceptors import Interceptor
+from ..models import ModelRequestParameters
 from ..tools import AnyTool, ToolDefinition, Toolset
 from .phases import Plan, build_plan
 
@@ -37,9 +38,12 @@ class OutputSpec:
     """Whether the schema wraps a non-object type in `{"response": ...}`."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class AgentSpec:
-    """An agent's tools, output, interceptor plan and instructions, ready for the run loop."""
+    """An agent's tools, output, interceptor plan and instructions, ready for the run loop.
+
+    Built again whenever the agent's configuration changes; its last fields are caches the
+    run loop fills on first use."""
 
     tools: dict[str, AnyTool]
     """The agent's own tools and its subagents, by name."""
@@ -53,6 +57,8 @@ class AgentSpec:
     """The instructions: text, or a callable receiving the context."""
     checked_contexts: set[type[RunContext]] = field(default_factory=set)
     """Context classes already checked against the tools' annotations."""
+    params: ModelRequestParameters | None = None
+    """The request parameters executions share while nothing changes them (set on first use)."""
 
     @functools.cached_property
     def definitions(self) -> list[ToolDefinition]:
