@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+from collections.abc import Coroutine
 from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ __all__ = ["count_failure", "new_state_id", "run_call", "run_calls"]
 # `Phase.X` is a class attribute lookup (~65 ns) on every step.
 _WAITING = (Pending, Ended)
 _MESSAGES = (ToolReturn, RetryPrompt)
+_PREPARED = (dict, ToolReturn, RetryPrompt, Pending, Ended)
 _PRE_ACT = Phase.PRE_ACT
 _POST_ACT = Phase.POST_ACT
 
@@ -231,47 +233,24 @@ async def _call(
     call_id = call.id or ""  # ids are unique and non-empty before calls run (history.unique_call_ids)
     started = perf_counter()
     tool = ex.tools.get(name)
-    if tool is None:
-        ex.note_failure(name)
-        ex.record("retry", started, tool_name=name, call_id=call_id, detail="unknown tool")
-        available = ", ".join(sorted(ex.tools)) or "none"
-        return _retry(name, call_id, f"Unknown tool name: {name!r}. Available tools: {available}.")
-    if gate is not None and name not in gate:
-        content = f"Error: Tool {name!r} is not available now; use one of the tools offered."
-        ex.record("tool_error", started, tool_name=name, call_id=call_id, detail=content)
-        return _tool_return(name, call_id, content)
     ctx = ex.ctx
     if ex.retries:
         failures = ex.retries.get(name)
         if failures:
             ctx = context_rules.retry_view(ctx, failures)
-    tree = ex.tree
+    # Everything before execution, without a coroutine unless an interceptor, an approval or a
+    # resumed call needs one (and without its locals in this frame while the tool runs).
     if waiting is None and child is None:
-        try:
-            args = tool.validate_arguments(call.arguments)
-        except UserError:
-            raise
-        except Exception as exc:  # ValidationError, or text pydantic cannot even read
-            ex.note_failure(name)
-            content = validation_problem(name, exc)
-            ex.record("retry", started, tool_name=name, call_id=call_id, detail=content)
-            return _retry(name, call_id, content)
-        pre_act = ex.plan[_PRE_ACT]
-        if pre_act:
-            ic = ex.intercept_context(_PRE_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args)
-            decided = dispatch(_PRE_ACT, pre_act, ic, ctx, ex.interceptor_failed)
-            if not isinstance(decided, PHASE_OUTCOMES):
-                decided = await decided
-            prepared = _after_pre_act(ex, tool, call_id, args, ic, decided, started)
-            if not isinstance(prepared, dict):
-                return prepared
-            args = prepared
+        prepared = _prepare(ex, call, tool, gate, ctx, started)
     else:
-        args = _resumed_arguments(tool, waiting.arguments if waiting is not None else call.arguments)
-    if tool.requires_approval and child is None:
-        refusal = await _approve(ex, tool, call_id, args, ctx, waiting, started)
-        if refusal is not None:
-            return refusal
+        prepared = _resumed(ex, call, tool, ctx, waiting, child, started)
+    if not isinstance(prepared, _PREPARED):
+        prepared = await prepared
+    if not isinstance(prepared, dict):
+        return prepared
+    args = prepared
+    assert tool is not None  # `_prepare` refused an unknown tool
+    tree = ex.tree
     if child is None:  # a resumed delegation was counted (and announced) when it started
         if tree.limits is None:
             tree.usage.tool_calls += 1
@@ -342,6 +321,103 @@ async def _call(
     message = object.__new__(ToolReturn)  # as `_tool_return`, inline on the per-call path
     ToolReturn.__init__(message, tool_name=name, tool_call_id=call_id, content=content)
     return message
+
+
+Prepared = dict[str, Any] | CallOutcome
+"""What a call comes to before it executes: its arguments, or its outcome (refused, retried...)."""
+
+
+def _prepare(
+    ex: Execution,
+    call: ToolCall,
+    tool: AnyTool | None,
+    gate: frozenset[str] | None,
+    ctx: RunContext,
+    started: float,
+) -> Prepared | Coroutine[Any, Any, Prepared]:
+    """Find the tool, validate the arguments, run PRE_ACT and the approval: the arguments to run
+    with, the call's outcome, or a coroutine to await for either (async interceptors, approvals)."""
+    name = call.name
+    call_id = call.id or ""
+    if tool is None:
+        ex.note_failure(name)
+        ex.record("retry", started, tool_name=name, call_id=call_id, detail="unknown tool")
+        available = ", ".join(sorted(ex.tools)) or "none"
+        return _retry(name, call_id, f"Unknown tool name: {name!r}. Available tools: {available}.")
+    if gate is not None and name not in gate:
+        content = f"Error: Tool {name!r} is not available now; use one of the tools offered."
+        ex.record("tool_error", started, tool_name=name, call_id=call_id, detail=content)
+        return _tool_return(name, call_id, content)
+    try:
+        args = tool.validate_arguments(call.arguments)
+    except UserError:
+        raise
+    except Exception as exc:  # ValidationError, or text pydantic cannot even read
+        ex.note_failure(name)
+        content = validation_problem(name, exc)
+        ex.record("retry", started, tool_name=name, call_id=call_id, detail=content)
+        return _retry(name, call_id, content)
+    pre_act = ex.plan[_PRE_ACT]
+    if pre_act:
+        ic = ex.intercept_context(_PRE_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args)
+        decided = dispatch(_PRE_ACT, pre_act, ic, ctx, ex.interceptor_failed)
+        if not isinstance(decided, PHASE_OUTCOMES):
+            return _pre_act_then_approve(ex, tool, call_id, args, ic, decided, ctx, started)
+        prepared = _after_pre_act(ex, tool, call_id, args, ic, decided, started)
+        if not isinstance(prepared, dict):
+            return prepared
+        args = prepared
+    if tool.requires_approval:
+        return _approved(ex, tool, call_id, args, ctx, None, started)
+    return args
+
+
+async def _pre_act_then_approve(
+    ex: Execution,
+    tool: AnyTool,
+    call_id: str,
+    args: dict[str, Any],
+    ic: InterceptContext,
+    decided: Coroutine[Any, Any, PhaseOutcome],
+    ctx: RunContext,
+    started: float,
+) -> Prepared:
+    prepared = _after_pre_act(ex, tool, call_id, args, ic, await decided, started)
+    if not isinstance(prepared, dict) or not tool.requires_approval:
+        return prepared
+    return await _approved(ex, tool, call_id, prepared, ctx, None, started)
+
+
+def _resumed(
+    ex: Execution,
+    call: ToolCall,
+    tool: AnyTool | None,
+    ctx: RunContext,
+    waiting: ToolApprovalItem | None,
+    child: RunState | None,
+    started: float,
+) -> Prepared | Coroutine[Any, Any, Prepared]:
+    """A call resumed from a state: a pending one goes to its approval with the arguments the
+    approver saw; an interrupted delegation resumes (it was approved and counted before)."""
+    if tool is None:  # `resume.check_state` checked the tool names
+        raise RunStateError(f"The RunState names tool {call.name!r}, which the agent does not have.")
+    args = _resumed_arguments(tool, waiting.arguments if waiting is not None else call.arguments)
+    if tool.requires_approval and child is None:
+        return _approved(ex, tool, call.id or "", args, ctx, waiting, started)
+    return args
+
+
+async def _approved(
+    ex: Execution,
+    tool: AnyTool,
+    call_id: str,
+    args: dict[str, Any],
+    ctx: RunContext,
+    waiting: ToolApprovalItem | None,
+    started: float,
+) -> Prepared:
+    refusal = await _approve(ex, tool, call_id, args, ctx, waiting, started)
+    return args if refusal is None else refusal
 
 
 def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[str, Any]:
