@@ -17,7 +17,6 @@ needs one client per loop, and each must be closed while its loop still runs.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from types import MethodType
@@ -87,8 +86,9 @@ async def close_loop_resources() -> None:
 
 def _loop_finished(token: object) -> bool:
     """Whether the event loop (asyncio) or run (trio) that `token` names has ended."""
-    if isinstance(token, asyncio.AbstractEventLoop):
-        return token.is_closed()
+    is_closed = getattr(token, "is_closed", None)  # an asyncio loop (asyncio is not imported for this)
+    if is_closed is not None:
+        return bool(is_closed())
     try:
         token.run_sync_soon(_nothing)  # type: ignore[attr-defined]  # a TrioToken
     except Exception:  # trio.RunFinishedError
