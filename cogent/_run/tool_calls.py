@@ -82,7 +82,8 @@ def _retry(name: str | None, call_id: str | None, content: str) -> RetryPrompt:
 async def run_calls(
     ex: Execution, calls: list[ToolCall], gate: frozenset[str] | None, resume: RunState | None
 ) -> TurnOutcome:
-    """Run the calls of one response (concurrently unless `parallel_tool_calls=False`).
+    """Run the calls of one response (concurrently unless `parallel_tool_calls=False`; one
+    after another in a run with `Steps`, whose checkpoints must come in a deterministic order).
 
     With sequential calls, the calls after one that waits for a decision (or ends the
     execution) do not run. On resume, calls with a result in the state keep it, pending
@@ -96,13 +97,14 @@ async def run_calls(
         return await output.final_call(ex, calls)
     outcomes: list[CallOutcome | None] = [None] * len(calls)
     call_one = _call if ex.tree.observer is None else run_call
-    if len(calls) == 1 or not ex.agent.parallel_tool_calls:
+    sequential = len(calls) == 1 or not ex.agent.parallel_tool_calls
+    if sequential or ex.tree.steps is not None:  # a run with Steps checkpoints its calls in order
         for i, call in enumerate(calls):
             if resume is None:
                 outcome = outcomes[i] = await call_one(ex, call, gate, None, None)
             else:
                 outcome = outcomes[i] = await _resumed_call(ex, call, gate, resume)
-            if isinstance(outcome, Pending | Ended):
+            if sequential and isinstance(outcome, Pending | Ended):
                 break  # later calls wait for the decision (or the end)
     else:
         failures: list[Exception] = []
@@ -387,17 +389,20 @@ async def _approve(
 
 
 async def _timed(ex: Execution, tool: BaseTool, call_id: str, args: dict[str, Any], ctx: RunContext) -> Any:
-    """Execute a call under the tool's timeout, through the run's `Steps` when it has them.
+    """Execute a call under the tool's timeout, through the run's `Steps` when it has them
+    (which apply the timeout themselves, so that a durable step records the timeout).
 
     Raises:
         TimeoutError: Naming the tool, when its timeout passes (a `TimeoutError` the tool
             raises itself keeps its own message).
     """
     steps = ex.tree.steps
+    if steps is not None:
+        return await steps.call_tool(ex, tool, call_id, args, ctx)  # the steps apply the timeout
     if tool.timeout is None:
-        return await (tool.start(args, ctx) if steps is None else steps.call_tool(ex, tool, call_id, args, ctx))
+        return await tool.start(args, ctx)
     with anyio.move_on_after(tool.timeout) as timer:
-        value = await (tool.start(args, ctx) if steps is None else steps.call_tool(ex, tool, call_id, args, ctx))
+        value = await tool.start(args, ctx)
     if timer.cancelled_caught:
         raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
     return value
