@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,3 +89,72 @@ def read_steps(log: Path) -> list[StepRecord]:
 def client(url: str) -> DBOSClient:
     """Return a DBOS client for the application's system database at `url` (caller destroys it)."""
     return DBOSClient(system_database_url=url, serializer=DBOSPortableJSONSerializer(), application_name=APP_NAME)
+
+
+class Zygote:
+    """Runs application commands as children forked by `durable._zygote` (see its docs), one at a time.
+
+    Args:
+        module: The application module, e.g. `durable._cogent_app`.
+        env: The environment of the zygote itself (imports happen there).
+    """
+
+    def __init__(self, module: str, env: dict[str, str]) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "durable._zygote", module],
+            cwd=_TESTS_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._child: int | None = None
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.put(json.loads(line))
+
+    def start(self, argv: Sequence[str], env: dict[str, str], outputs: Path) -> int:
+        """Fork a child running `argv` with `env`; its stdout and stderr go to `outputs`.out/.err. Return its pid."""
+        assert self._child is None, "one command at a time"
+        assert self._process.stdin is not None
+        command = {"argv": list(argv), "env": env, "stdout": f"{outputs}.out", "stderr": f"{outputs}.err"}
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        self._child = int(self._lines.get(timeout=30)["pid"])
+        self._outputs = outputs
+        return self._child
+
+    def wait(self, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Wait for the running child; return it as a finished process (returncode -9 when killed)."""
+        assert self._child is not None
+        try:
+            returncode = int(self._lines.get(timeout=timeout)["returncode"])
+        except queue.Empty:
+            os.kill(self._child, signal.SIGKILL)
+            raise
+        finally:
+            self._child = None
+        out, err = (Path(f"{self._outputs}.{kind}").read_text() for kind in ("out", "err"))
+        return subprocess.CompletedProcess([], returncode, out, err)
+
+    def run(
+        self, argv: Sequence[str], env: dict[str, str], outputs: Path, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `argv` in a forked child to its end (or death)."""
+        self.start(argv, env, outputs)
+        return self.wait(timeout)
+
+    def close(self) -> None:
+        """Kill a child still running, then stop the zygote."""
+        if self._child is not None:
+            os.kill(self._child, signal.SIGKILL)
+            self._lines.get(timeout=30)
+            self._child = None
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
