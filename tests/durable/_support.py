@@ -130,17 +130,35 @@ class Zygote:
         return self._child
 
     def wait(self, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Wait for the running child; return it as a finished process (returncode -9 when killed)."""
+        """Wait for the running child; return it as a finished process (returncode -9 when killed).
+
+        Raises:
+            queue.Empty: If it does not end within `timeout` seconds (it is killed).
+        """
+        finished = self.poll(timeout)
+        if finished is None:
+            self.kill()
+            raise queue.Empty(f"the child did not end within {timeout} s")
+        return finished
+
+    def poll(self, timeout: float) -> subprocess.CompletedProcess[str] | None:
+        """Return the running child as a finished process if it ends within `timeout` seconds, else `None`."""
         assert self._child is not None
         try:
             returncode = int(self._lines.get(timeout=timeout)["returncode"])
         except queue.Empty:
-            os.kill(self._child, signal.SIGKILL)
-            raise
-        finally:
-            self._child = None
+            return None
+        self._child = None
         out, err = (Path(f"{self._outputs}.{kind}").read_text() for kind in ("out", "err"))
         return subprocess.CompletedProcess([], returncode, out, err)
+
+    def kill(self) -> subprocess.CompletedProcess[str]:
+        """SIGKILL the running child and return it as a finished process."""
+        assert self._child is not None
+        os.kill(self._child, signal.SIGKILL)
+        finished = self.poll(30)
+        assert finished is not None
+        return finished
 
     def run(
         self, argv: Sequence[str], env: dict[str, str], outputs: Path, timeout: float = 60
@@ -152,9 +170,36 @@ class Zygote:
     def close(self) -> None:
         """Kill a child still running, then stop the zygote."""
         if self._child is not None:
-            os.kill(self._child, signal.SIGKILL)
-            self._lines.get(timeout=30)
-            self._child = None
+            self.kill()
         assert self._process.stdin is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
+
+
+class CogentApp:
+    """The files of one run of `durable._cogent_app` in `directory`: its step log, its own database, DBOS's.
+
+    Args:
+        directory: A fresh directory.
+        database_url: The DBOS system database (default: a SQLite file in `directory`).
+    """
+
+    def __init__(self, directory: Path, database_url: str | None = None) -> None:
+        self.directory = directory
+        self.log = directory / "steps.log"
+        self.database_url = database_url or f"sqlite:///{directory / 'dbos.sqlite'}"
+
+    def env(self, **variables: str) -> dict[str, str]:
+        """The environment of a process of this run."""
+        return app_env(self.log, COGENT_APP_DB=str(self.directory / "app.sqlite"), **variables)
+
+    def argv(self, command: str, run_id: str = "case-1") -> list[str]:
+        """The command line of a process of this run (executor `e1`)."""
+        return [command, "--db", self.database_url, "--executor", "e1", "--run-id", run_id]
+
+    def executions(self) -> list[str]:
+        """The step executions logged so far, in order, as `<kind> <key>` (resource factory calls excluded)."""
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text().splitlines()
+        return [" ".join(line.split()[:2]) for line in lines if not line.startswith("factory ")]
