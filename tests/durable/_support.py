@@ -28,7 +28,7 @@ PENDING_EVENT = "pending_approval"
 """The event the approval workflow sets when it starts waiting."""
 
 _TESTS_DIR = Path(__file__).resolve().parent.parent
-_APP = [sys.executable, "-m", "durable._dbos_app"]
+_APP = "durable._dbos_app"
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,17 @@ def app_env(log: Path, **variables: str) -> dict[str, str]:
     return {**os.environ, "COGENT_TEST_LOG": str(log), "PYTHONPATH": path, **variables}
 
 
-def run_app(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the application with `args` to completion (or to its death) and return the finished process."""
-    return subprocess.run([*_APP, *args], cwd=_TESTS_DIR, env=env, capture_output=True, text=True, timeout=timeout)
+def run_app(*args: str, env: dict[str, str], timeout: float = 60, app: str = _APP) -> subprocess.CompletedProcess[str]:
+    """Run the application module `app` with `args` to completion (or to its death) and return the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", app, *args], cwd=_TESTS_DIR, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
-def start_app(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start the application with `args` in the background, its stdin and stdout piped."""
+def start_app(*args: str, env: dict[str, str], app: str = _APP) -> subprocess.Popen[str]:
+    """Start the application module `app` with `args` in the background, its stdin and stdout piped."""
     return subprocess.Popen(
-        [*_APP, *args],
+        [sys.executable, "-m", app, *args],
         cwd=_TESTS_DIR,
         env=env,
         stdin=subprocess.PIPE,
