@@ -14,7 +14,8 @@ processes; `<key>` is `idempotency_key()` (`<workflow id>:<step id>`); the resou
 logs `factory <user id> <pid>` lines, which are not executions. Kill switch:
 `COGENT_KILL_AT=k` makes the process SIGKILL itself at the k-th logged execution,
 with `COGENT_KILL_MODE=in` inside that step (after its side effect, before its checkpoint)
-or `after` (right after its checkpoint, from a POST_THINK/POST_ACT interceptor).
+or `after` (right after its checkpoint, from the POST_THINK/POST_ACT interceptor of the same
+workflow).
 `COGENT_APPROVAL=wait` leaves the refund's approval to `approve()` from another process
 (else an approval handler approves it, as a checkpointed step).
 """
@@ -49,7 +50,9 @@ APP_NAME = "cogent-durable-app"
 APP_VERSION = "cogent-durable-app-v1"
 QUEUE = "desk-runs"
 
-_die_after_checkpoint = False
+_die_after_checkpoint: str | None = None
+"""The workflow whose next POST_THINK/POST_ACT kills the process (a parent replaying in the same process
+runs its own interceptors meanwhile, before the child's step is checkpointed)."""
 
 
 def _log() -> Path:
@@ -72,7 +75,7 @@ def _executed(kind: str, key: str) -> None:
     if kill_at and len(executions) == kill_at:
         if os.environ.get("COGENT_KILL_MODE", "in") == "in":
             _die()
-        _die_after_checkpoint = True
+        _die_after_checkpoint = DBOS.workflow_id
 
 
 @dataclass
@@ -181,12 +184,12 @@ class DieAfterCheckpoint(Interceptor):
 
     def post_think(self, context: InterceptContext) -> None:
         """After a model step."""
-        if _die_after_checkpoint:
+        if _die_after_checkpoint is not None and _die_after_checkpoint == DBOS.workflow_id:
             _die()
 
     def post_act(self, context: InterceptContext) -> None:
         """After a tool step."""
-        if _die_after_checkpoint:
+        if _die_after_checkpoint is not None and _die_after_checkpoint == DBOS.workflow_id:
             _die()
 
 

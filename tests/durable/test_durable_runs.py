@@ -20,7 +20,7 @@ import pytest
 from dbos import DBOS
 
 from cogent import Agent, ExecutionContext, RunContext, tool
-from cogent.context import Resource
+from cogent.context import Resource, ToolApprovalItem
 from cogent.durable import DurableAgent, StepError, durable_config
 from cogent.exceptions import ModelRetry, UsageLimitExceeded, UserError
 from cogent.interceptors import StopExecution
@@ -64,6 +64,13 @@ class Leaky(RunContext):
     """A context whose connection is not marked as a resource."""
 
     conn: sqlite3.Connection | None = None
+
+
+@dataclass
+class Needs(RunContext):
+    """A context with a required resource."""
+
+    handle: Annotated[sqlite3.Connection, Resource]
 
 
 class Broken(Exception):
@@ -275,3 +282,57 @@ def test_missing_extra_raises_an_import_error_with_the_fix(monkeypatch: pytest.M
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r'pip install "cogent-context\[dbos\]"'):
         importlib.import_module("cogent.durable")
+
+
+async def _first_pending(durable: DurableAgent[Any, Any], run_id: str) -> Any:
+    for _ in range(600):
+        if items := await durable.pending_approvals(run_id):
+            return items[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError("no call waits")
+
+
+async def test_a_subagents_call_waits_in_its_child_workflow_and_is_found_from_the_run_id(dbos_url: str) -> None:
+    """pending_approvals(run id) lists a subagent's waiting call; approving it resumes the child, then the run."""
+    DBOS.launch()
+    clerk = _agent("clerk", [ToolCall("pay", {"amount": 3}), "paid"])
+    desk = _agent("desk", [ToolCall("clerk", {"task": "pay 3"}), "done"])
+    desk.add_subagents(clerk)
+    durable = DurableAgent(desk, name="nested-wait", resources=_factory([]))
+    run_id = await durable.start("go", context=Shop(user_id="u-1"), run_id="r-nested")
+    item = await _first_pending(durable, run_id)
+    assert (item.agent_name, item.tool_name) == ("clerk", "pay")
+    await durable.approve(run_id, item)
+    result = await durable.result(run_id)
+    assert result.output == "done" and executed == ["pay 3"]
+
+
+async def test_an_unanswered_call_counts_as_rejected_after_the_approval_timeout(dbos_url: str) -> None:
+    """No decision within approval_timeout seconds: the call does not run; the model gets a rejection."""
+    DBOS.launch()
+    durable = DurableAgent(
+        _agent("desk", [ToolCall("pay", {"amount": 5}), "done"]), name="timeout", approval_timeout=0.2
+    )
+    result = await durable.run("go", context=Shop(user_id="u-1"))
+    assert executed == [] and [e.decision for e in result.trace if e.kind == "approval"] == ["rejected"]
+
+
+async def test_permanent_decisions_on_the_callers_context_are_checkpointed_with_the_run(dbos_url: str) -> None:
+    """`always_approve` recorded before the run applies in it (from its input) and is in the result's context."""
+    DBOS.launch()
+    await DBOS.register_queue_async("in-process")
+    script = ["(the history's answer)", ToolCall("pay", {"amount": 5}), "done"]  # steps count the history's
+    durable = DurableAgent(_agent("desk", script), name="always")
+    ctx = Shop(user_id="u-1")
+    ctx.approve_tool(ToolApprovalItem(tool_name="pay", call_id="c", arguments="{}", agent_name="desk"), True)
+    history = (await Agent(name="h", model=ScriptedModel(["hi"])).run("hello")).messages
+    run_id = await durable.enqueue("go", queue="in-process", context=ctx, message_history=history)
+    result = await durable.result(run_id)
+    assert executed == ["pay 5"] and result.context.is_tool_approved("pay", "other") is True
+    assert result.messages[:2] == history and result.new_messages()[0].content == "go"  # type: ignore[union-attr]
+
+
+def test_a_required_resource_needs_a_factory() -> None:
+    """A resource field without a default and no factory: a recovered run could not rebuild the context."""
+    with pytest.raises(UserError, match=r"'?handle'?.*resources="):
+        DurableAgent(Agent(name="needs", model="test", context_type=Needs))
