@@ -85,9 +85,7 @@ def _context_class(hint: Any, where: str) -> tuple[type[Any], bool] | None:
     `None` is allowed; `None` when `hint` is not a context annotation.
 
     Context annotations: a `RunContext` subclass (also generic, `Tenant[int]`, or a
-    `NewType` of one) and a `Protocol` class (a context the application describes
-    structurally; checked with `isinstance` only if it is `@runtime_checkable`), each
-    optionally inside `Annotated` and `X | None`.
+    `NewType` of one), optionally inside `Annotated` and `X | None`.
     """
     hint = _unwrap(hint)
     optional = False
@@ -108,9 +106,27 @@ def _context_class(hint: Any, where: str) -> tuple[type[Any], bool] | None:
         return found[0], optional
     if isinstance(hint, type) and issubclass(hint, RunContext):
         return hint, optional
+    return None
+
+
+def _structural_class(hint: Any) -> type[Any] | None:
+    """For a parameter named `ctx`: the class its annotation asks the context to be, when the
+    annotation promises no `RunContext` class (`Any`, `object`, a `Protocol` the application
+    describes its context with, each optionally `| None`); `None` for any other annotation.
+
+    A `@runtime_checkable` protocol is checked with `isinstance`; any other promises nothing
+    more than a `RunContext`.
+    """
+    hint = _unwrap(hint)
+    if get_origin(hint) in (Union, types.UnionType):
+        rest = [m for m in get_args(hint) if m is not type(None)]
+        if len(rest) != 1:
+            return None
+        hint = _unwrap(rest[0])
+    if hint is Any or hint is object:
+        return RunContext
     if _is_protocol(hint):
-        checkable = getattr(hint, "_is_runtime_protocol", False)
-        return (hint if checkable else RunContext), optional
+        return hint if getattr(hint, "_is_runtime_protocol", False) else RunContext
     return None
 
 
@@ -205,15 +221,17 @@ class FunctionSchema:
 
         The rule (docs/tools.md "The context parameter"): an annotation naming a context
         class (see `_context_class`); else a parameter named `ctx` that is unannotated or
-        annotated `Any` or `object`; else a parameter whose default is a context instance
-        (its default is never published to the model).
+        annotated `Any`, `object` or a `Protocol` (see `_structural_class`); else a parameter
+        whose default is a context instance (its default is never published to the model).
         """
-        where = f"{self.owner}'s parameter {p.name!r}"
+        where = f"Parameter {p.name!r} of {self.owner}"
         found = _context_class(hint, where) if hint is not _EMPTY else None
         if found is not None:
             return ContextParam(p.name, found[0], found[1])
-        if p.name == "ctx" and (hint is _EMPTY or _unwrap(hint) in (Any, object)):
-            return ContextParam(p.name, RunContext, True)
+        if p.name == "ctx":
+            cls = RunContext if hint is _EMPTY else _structural_class(hint)
+            if cls is not None:
+                return ContextParam(p.name, cls, True)
         if isinstance(p.default, RunContext) and (hint is _EMPTY or _unwrap(hint) in (Any, object)):
             return ContextParam(p.name, RunContext, True)
         if isinstance(p.default, RunContext):
@@ -374,18 +392,26 @@ class InjectedCall:
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
         )
 
-    async def __call__(self, ctx: RunContext | None, *args: Any) -> Any:
-        """Call the function with `args` and the context; await it when it is async."""
+    def invoke(self, ctx: RunContext | None, *args: Any) -> Any:
+        """Call the function with `args` and the context; return what it returns (for an async
+        function, the awaitable to await: see `is_async`).
+
+        Raises:
+            ContextTypeError: If `ctx` is not an instance of the annotated context class.
+        """
         context = self.context
-        if context is not None and ctx is not None:
+        if context is not None and ctx is not None and not isinstance(ctx, context.cls):
             context.check(ctx, self.owner)
         if self._positional:
-            result = self.func(*args) if context is None else self.func(*args, ctx)
-        else:
-            kwargs = dict(zip(self._names, args, strict=True))
-            if context is not None:
-                kwargs[context.name] = ctx
-            result = self.func(**kwargs)
+            return self.func(*args) if context is None else self.func(*args, ctx)
+        kwargs = dict(zip(self._names, args, strict=True))
+        if context is not None:
+            kwargs[context.name] = ctx
+        return self.func(**kwargs)
+
+    async def __call__(self, ctx: RunContext | None, *args: Any) -> Any:
+        """Call the function with `args` and the context; await it when it is async."""
+        result = self.invoke(ctx, *args)
         if self.is_async:
             result = await result
         return result

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, Literal
 
@@ -260,7 +260,7 @@ class Agent(Generic[ContextT, OutputT]):
             return self._delegation_tool
         return AgentTool(self, name=name, description=description, requires_approval=requires_approval)
 
-    async def run(
+    def run(
         self,
         input: str | RunState,  # noqa: A002 - the peers' name
         *,
@@ -271,8 +271,11 @@ class Agent(Generic[ContextT, OutputT]):
         approval_handler: Callable[..., Any] | None = None,
         max_depth: int = 16,
         max_requests: int = DEFAULT_MAX_REQUESTS,
-    ) -> RunResult[ContextT, OutputT]:
-        """Run the agent until it produces an output.
+    ) -> Coroutine[Any, Any, RunResult[ContextT, OutputT]]:
+        """Run the agent until it produces an output: `result = await agent.run(...)`.
+
+        `run()` returns the run's coroutine (so each waiting run holds one frame less); await it,
+        or hand it to `asyncio.create_task()` / a task group like any coroutine.
 
         Args:
             input: The user's message, or a `RunState` to resume an interrupted run.
@@ -286,10 +289,12 @@ class Agent(Generic[ContextT, OutputT]):
                 called with the `ToolApprovalItem` (and the context by injection), it
                 must return a `bool` (or an awaitable of one). Without it, such calls
                 interrupt the run.
-            max_depth: The hard delegation limit for this run's tree (nested runs started
-                inside tools count their depth from the run that started them).
+            max_depth: The hard delegation limit for this run's tree. A run started inside
+                a tool of another run counts its depth from that run, and the smaller of the
+                two limits applies.
             max_requests: The hard bound on model requests of this run's tree, subagents
-                and runs started inside its tools included.
+                and runs started inside its tools included. A run started inside a tool of
+                another run also spends from that run's bound.
 
         Returns:
             The `RunResult`; when interrupted, `result.interruptions` and `result.state`.
@@ -319,7 +324,7 @@ class Agent(Generic[ContextT, OutputT]):
             max_depth=max_depth,
             max_requests=max_requests,
         )
-        return await _run.run_agent(self, input, options)
+        return _run.run_agent(self, input, options)
 
     def run_sync(
         self,

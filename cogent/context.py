@@ -19,7 +19,7 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
 
 from pydantic_core import SchemaSerializer, core_schema
 from typing_extensions import dataclass_transform
@@ -138,7 +138,17 @@ def _decision_key(item: ToolApprovalItem) -> str:
     return item.approval_id or f"{item.tool_name}\0{item.call_id}\0{item.arguments}"
 
 
-_current: ContextVar[RunContext] = ContextVar("cogent_current_context")
+class Running(NamedTuple):
+    """What runs in the current task or thread: the context, and the run loop's execution."""
+
+    ctx: RunContext
+    """The context of the innermost executing agent or tool (what `current_context()` returns)."""
+    execution: Any
+    """The run loop's execution (opaque here), so a run started inside a tool can find its parent."""
+
+
+running: ContextVar[Running] = ContextVar("cogent_running")
+"""Set by the run loop for each execution (and each retried tool call's context view)."""
 
 if TYPE_CHECKING:
     # For type checkers only (a no-op `type` at run time): a class that names a
@@ -258,6 +268,15 @@ class RunContext(metaclass=_ContextMeta):
             if hasattr(self, name):
                 object.__setattr__(new, name, getattr(self, name))
         return new
+
+    def __getstate__(self) -> Any:
+        """The state `pickle` and `copy.deepcopy()` copy: the fields, never the approval decisions."""
+        state = super().__getstate__()
+        attributes = state[0] if isinstance(state, tuple) else state
+        if isinstance(attributes, dict) and _APPROVALS_ATTR in attributes:
+            attributes = {k: v for k, v in attributes.items() if k != _APPROVALS_ATTR}
+            state = (attributes, state[1]) if isinstance(state, tuple) else attributes
+        return state
 
     # --- approvals (the OpenAI Agents SDK's RunContextWrapper API) ---
     #
@@ -443,7 +462,7 @@ def current_context() -> RunContext:
         LookupError: If called outside a run.
     """
     try:
-        return _current.get()
+        return running.get().ctx
     except LookupError:
         raise LookupError(
             "current_context() was called outside an agent run; call it from a tool, an "
@@ -520,9 +539,10 @@ class RetryContext(RunContext, metaclass=_ContextMeta):
     A tool call that retries an earlier failed call of the same tool (after
     `ModelRetry` or an argument validation error) receives a copy of the context with
     `retry_count` set to the number of failures so far and `is_retry=True`.
-    `max_retries` bounds the retries of each tool in runs using this context. Any
-    context with `retry_count` and `is_retry` fields (e.g. the spec's hand-written
-    `ExecutionContext`) gets the same retry copy.
+    `max_retries` bounds the retries of each tool in runs using this context. Only
+    instances of this class (and `ExecutionContext`) get the retry copy: a class of your
+    own that merely has fields with these names (e.g. the spec's hand-written
+    `ExecutionContext`) keeps them as plain data.
     """
 
     retry_count: int = field(default=0, kw_only=True)

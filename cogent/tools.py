@@ -407,11 +407,13 @@ def tool(
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a function into a `Tool`: `@tool` or `@tool(name=..., ...)`.
 
-    The parameter annotated with `RunContext` (or a subclass; also inside `Optional`,
-    `X | None` or `Annotated`), or else an unannotated parameter named `ctx`, receives
-    the run's context and is hidden from the model. The other parameters are validated
-    by pydantic and described to the model from the docstring and
-    `Annotated[T, Field(description=...)]`.
+    One parameter receives the run's context and is hidden from the model: the one
+    annotated with `RunContext` or a subclass (also inside `Optional`, `X | None` or
+    `Annotated`, as a parameterized generic such as `Tenant[int]`, or as a `NewType` of
+    one) or with a `typing.Protocol` class; else a parameter named `ctx` that is
+    unannotated or annotated `Any` or `object`; else a parameter whose default is a
+    context instance. The other parameters are validated by pydantic and described to
+    the model from the docstring and `Annotated[T, Field(description=...)]`.
 
     Args:
         func: The function, when used as `@tool` without parentheses.
@@ -428,8 +430,9 @@ def tool(
         A `Tool`, or a decorator that makes one.
 
     Raises:
-        UserError: If the signature cannot be a tool (two context parameters,
-            `*args`/`**kwargs`, positional-only parameters, types pydantic cannot validate).
+        UserError: If the function cannot be a tool (two context parameters,
+            `*args`/`**kwargs`, positional-only parameters, types pydantic cannot validate,
+            a first parameter `self` of an unbound method, a generator function).
     """
     localns = caller_namespace(1)
 

@@ -546,7 +546,7 @@ async def test_a_modification_in_a_phase_where_it_has_no_effect_is_an_error(
     """A modify/use_model result returned from a phase it cannot affect raises a UserError naming the right phases."""
     model, _ = recording_model(ToolCall("lookup", {"key": "a"}), "done")
     agent = Agent(name="a", model=model, tools=[Lookup(runs=[]).tool()], interceptors=[returning(phase, result)])
-    with pytest.raises(UserError, match=f"in {phase.name}, where it has no effect"):
+    with pytest.raises(UserError, match=f"which has no effect in {phase.name}"):
         await agent.run("go")
 
 
@@ -701,13 +701,13 @@ async def test_interceptors_never_serialize_tool_calls() -> None:
 async def test_a_pre_act_only_interceptor_costs_nothing_in_other_phases(monkeypatch: pytest.MonkeyPatch) -> None:
     """An interceptor overriding only pre_act is called per tool call; no InterceptContext is built for other phases."""
     built: list[Phase] = []
-    real = InterceptContext
+    real = execution_module.Execution.intercept_context
 
-    def building(**fields: Any) -> InterceptContext:
-        built.append(fields["phase"])
-        return real(**fields)
+    def building(self: Any, phase: Phase, *args: Any, **fields: Any) -> InterceptContext:
+        built.append(phase)
+        return real(self, phase, *args, **fields)
 
-    monkeypatch.setattr(execution_module, "InterceptContext", building)
+    monkeypatch.setattr(execution_module.Execution, "intercept_context", building)
 
     class CountCalls(Interceptor):
         calls = 0

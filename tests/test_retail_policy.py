@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,23 +15,43 @@ from cogent import Agent, FunctionModel, ToolApprovalItem, ToolCall
 from cogent.messages import Message, ModelResponse, ToolReturn
 from cogent.models import ModelRequestParameters
 from examples.retail.context import RetailContext
-from examples.retail.desk import FRONT_DESK, FRONT_DESK_TOOLS, OWNER, SPECIALISTS, build_desk
+from examples.retail.desk import AGENTS, FRONT_DESK, OWNER, SPECIALISTS, build_desk
+from examples.retail.harness.database import DatabaseTemplate, canonical_db, changed_records
+from examples.retail.harness.replay import tool_outputs
 from examples.retail.policy import AUTHENTICATED_TOOLS
-from examples.retail.replay import tool_outputs
-from examples.retail.store import RetailDB, cancel_pending_order, get_order_details
+from examples.retail.store import get_order
 from examples.retail.tools import TOOLS, WRITE_TOOLS
 
 pytestmark = pytest.mark.anyio
 
 Reply = ModelResponse | str | ToolCall | list[ToolCall]
 
-DB = RetailDB.fresh()
-PENDING = next(order for order in DB.orders if order["status"] == "pending")
+TEMPLATE = DatabaseTemplate()
+DB = TEMPLATE.initial
+PENDING = next(order for order in DB["orders"].values() if order["status"] == "pending")
 """A pending order, and below its owner and an order of another user."""
-OWNER_USER = DB.users.get(PENDING["user_id"])
-OTHER_ORDER = next(order for order in DB.orders if order["user_id"] != PENDING["user_id"])
-ORDER_IDS = [order["order_id"] for order in DB.orders]
-USER_IDS = [user["user_id"] for user in DB.users]
+OWNER_USER = DB["users"][PENDING["user_id"]]
+OTHER_ORDER = next(order for order in DB["orders"].values() if order["user_id"] != PENDING["user_id"])
+OTHER_USER = next(user for user in DB["users"].values() if user["user_id"] != OWNER_USER["user_id"])
+
+
+@pytest.fixture
+def ctx() -> Iterator[RetailContext]:
+    """A context with a fresh, unchanged database and no authenticated user."""
+    with TEMPLATE.fresh() as db:
+        yield RetailContext(db=db)
+
+
+def changed(ctx: RetailContext) -> dict[str, Any]:
+    """The records the conversation changed."""
+    with ctx.db.connect() as conn:
+        return changed_records(DB, canonical_db(conn))
+
+
+def order_status(ctx: RetailContext, order_id: str) -> str:
+    """An order's status in the conversation's database."""
+    with ctx.db.connect() as conn:
+        return str(get_order(conn, order_id)["status"])
 
 
 def desk_playing(scripts: dict[str, Sequence[Reply]]) -> Agent[RetailContext, str]:
@@ -58,43 +79,37 @@ def delegate(agent: str, call_id: str = "delegate") -> ToolCall:
     return ToolCall(agent, {"task": "Do the confirmed change."}, call_id)
 
 
-def fresh_context() -> RetailContext:
-    """A context with an unchanged database and no authenticated user."""
-    return RetailContext(db=RetailDB.fresh())
-
-
 def approve(item: ToolApprovalItem) -> bool:
     """Approve every call."""
     return True
 
 
-async def test_write_before_authentication_is_refused() -> None:
+async def test_write_before_authentication_is_refused(ctx: RetailContext) -> None:
     """A write made before the user is authenticated does not run, and the model is told why."""
     desk = desk_playing(
         {FRONT_DESK: [delegate("pending_orders"), "ok"], "pending_orders": [cancel(PENDING["order_id"]), "done"]}
     )
-    ctx = fresh_context()
 
     result = await desk.run("Cancel my order.", context=ctx, approval_handler=approve)
 
     output = tool_outputs(result.trace)["cancel"]
     assert output.startswith("Error: cancel_pending_order needs an authenticated user")
-    assert ctx.db.changed() == {}
+    assert changed(ctx) == {}
     assert ctx.session.user_id is None
 
 
 @pytest.mark.parametrize("tool", ["get_user_details", "get_order_details"])
-async def test_user_data_lookup_before_authentication_is_refused(tool: str) -> None:
+async def test_user_data_lookup_before_authentication_is_refused(ctx: RetailContext, tool: str) -> None:
     """User and order lookups are refused until the user is authenticated."""
     arguments = {"user_id": OWNER_USER["user_id"]} if tool == "get_user_details" else {"order_id": PENDING["order_id"]}
     desk = desk_playing({FRONT_DESK: [ToolCall(tool, arguments, "lookup"), "ok"]})
 
-    result = await desk.run("Show me my data.", context=fresh_context())
+    result = await desk.run("Show me my data.", context=ctx)
 
     assert tool_outputs(result.trace)["lookup"].startswith(f"Error: {tool} needs an authenticated user")
 
 
-async def test_generic_tools_need_no_authentication() -> None:
+async def test_generic_tools_need_no_authentication(ctx: RetailContext) -> None:
     """Product lookups, calculate and the transfer to a human work before authentication."""
     product_id = PENDING["items"][0]["product_id"]
     calls = [
@@ -105,15 +120,15 @@ async def test_generic_tools_need_no_authentication() -> None:
     ]
     desk = desk_playing({FRONT_DESK: [*calls, "ok"]})
 
-    outputs = tool_outputs((await desk.run("Hi", context=fresh_context())).trace)
+    outputs = tool_outputs((await desk.run("Hi", context=ctx)).trace)
 
-    assert json.loads(outputs["product"])["product_id"] == product_id
-    assert len(json.loads(outputs["types"])) == 50
+    assert json.loads(outputs["product"]) == DB["products"][product_id]
+    assert json.loads(outputs["types"]) == {p["name"]: p["product_id"] for p in DB["products"].values()}
     assert outputs["calc"] == "3.0"
     assert outputs["transfer"] == "Transfer successful"
 
 
-async def test_identification_authenticates_the_conversation_for_specialists() -> None:
+async def test_identification_authenticates_the_conversation_for_specialists(ctx: RetailContext) -> None:
     """After the front desk identifies the user, a specialist's approved write runs on the shared database."""
     desk = desk_playing(
         {
@@ -121,17 +136,17 @@ async def test_identification_authenticates_the_conversation_for_specialists() -
             "pending_orders": [cancel(PENDING["order_id"]), "done"],
         }
     )
-    ctx = fresh_context()
 
     result = await desk.run("Cancel my order.", context=ctx, approval_handler=approve)
 
-    assert ctx.session.user_id == OWNER_USER["user_id"]
-    expected = cancel_pending_order(RetailContext(db=RetailDB.fresh()), PENDING["order_id"], "no longer needed")
-    assert tool_outputs(result.trace)["cancel"] == expected
-    assert ctx.db.orders.get(PENDING["order_id"])["status"] == "cancelled"
+    assert result.context.session.user_id == ctx.session.user_id == OWNER_USER["user_id"]
+    cancelled = json.loads(tool_outputs(result.trace)["cancel"])
+    assert (cancelled["order_id"], cancelled["status"]) == (PENDING["order_id"], "cancelled")
+    assert order_status(ctx, PENDING["order_id"]) == "cancelled"
+    assert set(changed(ctx)["orders"]) == {PENDING["order_id"]}
 
 
-async def test_action_on_another_users_order_is_refused() -> None:
+async def test_action_on_another_users_order_is_refused(ctx: RetailContext) -> None:
     """Once a user is authenticated, a write on another user's order is refused and changes nothing."""
     desk = desk_playing(
         {
@@ -139,56 +154,54 @@ async def test_action_on_another_users_order_is_refused() -> None:
             "pending_orders": [cancel(OTHER_ORDER["order_id"]), "done"],
         }
     )
-    ctx = fresh_context()
 
     result = await desk.run("Cancel that order.", context=ctx, approval_handler=approve)
 
     output = tool_outputs(result.trace)["cancel"]
     assert output.startswith(f"Error: This conversation is with user {OWNER_USER['user_id']}")
-    assert ctx.db.changed() == {}
+    assert changed(ctx) == {}
 
 
-async def test_another_users_profile_and_address_are_refused() -> None:
+async def test_another_users_profile_and_address_are_refused(ctx: RetailContext) -> None:
     """Reading another user's profile or changing their address is refused."""
-    other = next(user for user in DB.users if user["user_id"] != OWNER_USER["user_id"])
     address = dict(OWNER_USER["address"])
     desk = desk_playing(
         {
             FRONT_DESK: [
                 identify(),
-                ToolCall("get_user_details", {"user_id": other["user_id"]}, "profile"),
+                ToolCall("get_user_details", {"user_id": OTHER_USER["user_id"]}, "profile"),
                 delegate("account"),
                 "ok",
             ],
-            "account": [ToolCall("modify_user_address", {"user_id": other["user_id"], **address}, "address"), "done"],
+            "account": [
+                ToolCall("modify_user_address", {"user_id": OTHER_USER["user_id"], **address}, "address"),
+                "done",
+            ],
         }
     )
-    ctx = fresh_context()
 
     outputs = tool_outputs((await desk.run("Hi", context=ctx, approval_handler=approve)).trace)
 
     assert outputs["profile"].startswith("Error: This conversation is with user")
     assert outputs["address"].startswith("Error: This conversation is with user")
-    assert ctx.db.changed() == {}
+    assert changed(ctx) == {}
 
 
-async def test_unknown_order_reaches_the_tool() -> None:
+async def test_unknown_order_reaches_the_tool(ctx: RetailContext) -> None:
     """An order id that does not exist is not refused by the policy: the tool reports it with the reference error."""
     desk = desk_playing(
         {FRONT_DESK: [identify(), ToolCall("get_order_details", {"order_id": "#9502126"}, "lookup"), "ok"]}
     )
 
-    outputs = tool_outputs((await desk.run("Hi", context=fresh_context())).trace)
+    outputs = tool_outputs((await desk.run("Hi", context=ctx)).trace)
 
     assert outputs["lookup"] == "Error: Order not found"
 
 
-async def test_second_user_cannot_take_over_the_conversation() -> None:
+async def test_second_user_cannot_take_over_the_conversation(ctx: RetailContext) -> None:
     """Identifying another user after the first keeps the session on the first user."""
-    other = next(user for user in DB.users if user["user_id"] != OWNER_USER["user_id"])
-    second = ToolCall("find_user_id_by_email", {"email": other["email"]}, "second")
+    second = ToolCall("find_user_id_by_email", {"email": OTHER_USER["email"]}, "second")
     desk = desk_playing({FRONT_DESK: [identify(), second, "ok"]})
-    ctx = fresh_context()
 
     outputs = tool_outputs((await desk.run("Hi", context=ctx)).trace)
 
@@ -199,24 +212,29 @@ async def test_second_user_cannot_take_over_the_conversation() -> None:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(user_id=st.sampled_from(USER_IDS), order_id=st.sampled_from(ORDER_IDS))
-async def test_order_lookup_is_allowed_exactly_for_own_orders(user_id: str, order_id: str) -> None:
+@given(user_id=st.sampled_from(sorted(DB["users"])), order_id=st.sampled_from(sorted(DB["orders"])))
+async def test_order_lookup_is_allowed_exactly_for_own_orders(ctx: RetailContext, user_id: str, order_id: str) -> None:
     """For any authenticated user and any order, the lookup returns the order iff the user owns it."""
-    user = DB.users.get(user_id)
     desk = desk_playing(
-        {FRONT_DESK: [identify(user), ToolCall("get_order_details", {"order_id": order_id}, "lookup"), "ok"]}
+        {
+            FRONT_DESK: [
+                identify(DB["users"][user_id]),
+                ToolCall("get_order_details", {"order_id": order_id}, "lookup"),
+                "ok",
+            ]
+        }
     )
-    ctx = fresh_context()
+    fresh = RetailContext(db=ctx.db)  # the database is only read: one per test is enough
 
-    output = tool_outputs((await desk.run("Hi", context=ctx)).trace)["lookup"]
+    output = tool_outputs((await desk.run("Hi", context=fresh)).trace)["lookup"]
 
-    if DB.orders.get(order_id)["user_id"] == ctx.session.user_id:
-        assert output == get_order_details(ctx, order_id)
+    if DB["orders"][order_id]["user_id"] == user_id:
+        assert json.loads(output) == DB["orders"][order_id]
     else:
-        assert output.startswith("Error: This conversation is with user")
+        assert output.startswith(f"Error: This conversation is with user {user_id}")
 
 
-async def test_unapproved_write_interrupts_the_run() -> None:
+async def test_unapproved_write_interrupts_the_run(ctx: RetailContext) -> None:
     """Without an approval handler a write interrupts the run; approving and resuming performs it."""
     desk = desk_playing(
         {
@@ -224,20 +242,19 @@ async def test_unapproved_write_interrupts_the_run() -> None:
             "pending_orders": [cancel(PENDING["order_id"]), "done"],
         }
     )
-    ctx = fresh_context()
 
     result = await desk.run("Cancel my order.", context=ctx)
 
     assert result.state is not None
     assert [(i.tool_name, i.agent_name) for i in result.interruptions] == [("cancel_pending_order", "pending_orders")]
-    assert ctx.db.changed() == {}
+    assert changed(ctx) == {}
     ctx.approve_tool(result.interruptions[0])
     resumed = await desk.run(result.state, context=ctx)
     assert resumed.output == "ok"
-    assert ctx.db.orders.get(PENDING["order_id"])["status"] == "cancelled"
+    assert order_status(ctx, PENDING["order_id"]) == "cancelled"
 
 
-async def test_rejected_write_tells_the_model_and_changes_nothing() -> None:
+async def test_rejected_write_tells_the_model_and_changes_nothing(ctx: RetailContext) -> None:
     """A write the approval handler rejects does not run; the specialist's model receives the rejection."""
     seen: list[str] = []
 
@@ -251,16 +268,14 @@ async def test_rejected_write_tells_the_model_and_changes_nothing() -> None:
         seen.extend(m.content for m in messages if isinstance(m, ToolReturn))
         return "not done"
 
-    ctx = fresh_context()
-
     await build_desk(FunctionModel(respond)).run("Cancel my order.", context=ctx, approval_handler=lambda item: False)
 
     assert len(seen) == 1
     assert "rejected" in seen[0]
-    assert ctx.db.changed() == {}
+    assert changed(ctx) == {}
 
 
-async def test_each_agent_is_offered_only_its_own_tools() -> None:
+async def test_each_agent_is_offered_only_its_own_tools(ctx: RetailContext) -> None:
     """The front desk sees its lookups and the specialists; each specialist sees only its own write tools."""
     offered: dict[str, list[str]] = {}
     specialists = list(SPECIALISTS)
@@ -272,34 +287,63 @@ async def test_each_agent_is_offered_only_its_own_tools() -> None:
             return delegate(specialists[step], f"d{step}")
         return "done"
 
-    await build_desk(FunctionModel(respond)).run("Hi", context=fresh_context())
+    await build_desk(FunctionModel(respond)).run("Hi", context=ctx)
 
-    assert offered[FRONT_DESK] == [*FRONT_DESK_TOOLS, *SPECIALISTS]
-    for name, tools in SPECIALISTS.items():
-        assert offered[name] == list(tools)
+    assert offered[FRONT_DESK] == [name for name in TOOLS if OWNER[name] == FRONT_DESK] + specialists
+    for name, (_, tools) in SPECIALISTS.items():
+        assert offered[name] == [tool.name for tool in tools]
     assert sorted(OWNER) == sorted(TOOLS)
+    assert {name for name, owner in OWNER.items() if owner != FRONT_DESK} == WRITE_TOOLS
 
 
-def test_tool_definitions_hide_the_context_and_writes_need_approval() -> None:
-    """The 15 tools hide the context, describe themselves from the store, call through, and writes need approval."""
-    assert len(TOOLS) == 15
+async def test_desk_takes_one_model_per_agent(ctx: RetailContext) -> None:
+    """With a mapping of models, each agent's requests go to its own model."""
+    asked: list[tuple[str, str]] = []
+
+    def model(name: str, replies: list[Reply]) -> FunctionModel:
+        def respond(messages: list[Message], info: ModelRequestParameters) -> Reply:
+            asked.append((name, info.agent_name))
+            return replies[sum(isinstance(m, ModelResponse) for m in messages)]
+
+        return FunctionModel(respond)
+
+    models = {agent: model(agent, ["done"]) for agent in AGENTS}
+    models[FRONT_DESK] = model(FRONT_DESK, [delegate("account"), "ok"])
+
+    result = await build_desk(models).run("Hi", context=ctx)
+
+    assert result.output == "ok"
+    assert asked == [(FRONT_DESK, FRONT_DESK), ("account", "account"), (FRONT_DESK, FRONT_DESK)]
+
+
+def test_desk_refuses_a_mapping_without_every_agent() -> None:
+    """A mapping of models that leaves an agent out, or names an unknown one, is refused with the agents' names."""
+    models: dict[str, Any] = dict.fromkeys(AGENTS, "test")
+    del models["account"]
+
+    with pytest.raises(ValueError, match="one model per agent"):
+        build_desk(models)
+    with pytest.raises(ValueError, match="one model per agent"):
+        build_desk({**dict.fromkeys(AGENTS, "test"), "billing": "test"})
+
+
+def test_tool_definitions_hide_the_context_and_writes_need_approval(ctx: RetailContext) -> None:
+    """The 15 tools hide the context, describe every parameter, call through, and exactly the writes need approval."""
     for name, tool in TOOLS.items():
         schema = tool.definition.parameters_json_schema
-        assert "ctx" not in schema["properties"]
+        assert "ctx" not in schema.get("properties", {})
         assert tool.definition.description
-        assert all(p.get("description") for p in schema["properties"].values())
+        assert all(p.get("description") for p in schema.get("properties", {}).values())
         assert tool.requires_approval == (name in WRITE_TOOLS)
     assert WRITE_TOOLS <= AUTHENTICATED_TOOLS
-    ctx = fresh_context()
-    assert TOOLS["get_order_details"](ctx, PENDING["order_id"]) == get_order_details(ctx, PENDING["order_id"])
+    assert json.loads(TOOLS["get_order_details"](ctx, PENDING["order_id"])) == PENDING
 
 
-def test_child_context_shares_database_and_session() -> None:
-    """A specialist's context shares the conversation's database and session and advances the lineage."""
-    ctx = fresh_context()
-
+def test_context_holds_the_database_as_one_field_and_children_share_it(ctx: RetailContext) -> None:
+    """The engine is the context's one resource field; a specialist's context shares it and the session."""
     child = ctx.create_child_context()
 
+    assert isinstance(ctx.db, sa.Engine)
     assert child.db is ctx.db
     assert child.session is ctx.session
     assert (child.depth, child.parent_task_id) == (ctx.depth + 1, ctx.task_id)

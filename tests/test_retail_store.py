@@ -1,52 +1,55 @@
-"""Checks the retail data layer against the tau2-bench reference outcomes."""
+"""The retail SQL store and tools, called directly, against the tau2-bench reference outcomes (examples/retail)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable
 
-from examples.retail.store import (
-    ALL_OPERATIONS,
-    DATA_DIR,
-    READ_OPERATIONS,
-    WRITE_OPERATIONS,
-    RetailDB,
-    RetailError,
-    calculate,
-    cancel_pending_order,
-    get_order_details,
-    modify_pending_order_items,
+from examples.retail.context import RetailContext
+from examples.retail.harness.database import (
+    DatabaseTemplate,
+    canonical_db,
+    canonical_json_db,
+    canonical_sha256,
+    changed_records,
+    load_database,
 )
+from examples.retail.harness.hashing import CanonicalHasher
+from examples.retail.store import DATA_DIR, METADATA, RetailError, get_order, order_items, payment_methods, payments
+from examples.retail.tools import IDENTIFICATION_TOOLS, TOOLS, WRITE_TOOLS
 
 INITIAL_SHA256 = "3ca5bd70e621602e23d909c87f26224a1a486e75955d8a6da53721ec224b23dc"
 EXPECTED: dict[str, Any] = json.loads((DATA_DIR / "expected_outcomes.json").read_text(encoding="utf-8"))
-OPERATIONS: dict[str, Callable[..., str]] = {operation.__name__: operation for operation in ALL_OPERATIONS}
+TEMPLATE = DatabaseTemplate()
+INITIAL = TEMPLATE.initial
 
 
-@dataclass
-class Context:
-    """The smallest context the operations accept."""
-
-    db: RetailDB
-
-
-def run(operation: Callable[..., str], ctx: Context, **arguments: Any) -> str:
-    """Calls an operation and formats a failure the way the framework does."""
+def call(ctx: RetailContext, name: str, **arguments: Any) -> str:
+    """Call a tool as a plain function and format a failure the way the framework does."""
+    tool = TOOLS[name]
     try:
-        return operation(ctx, **arguments)
+        return tool(ctx, **arguments) if "ctx" in tool.__wrapped__.__annotations__ else tool(**arguments)
     except RetailError as exc:
         return f"Error: {exc}"
 
 
-def test_operation_sets() -> None:
-    """The 15 operations are split into 8 read and 7 write operations."""
-    assert len(ALL_OPERATIONS) == len(set(ALL_OPERATIONS)) == 15
-    assert set(ALL_OPERATIONS) == set(READ_OPERATIONS) | set(WRITE_OPERATIONS)
-    assert (len(READ_OPERATIONS), len(WRITE_OPERATIONS)) == (8, 7)
+def snapshot(db: sa.Engine) -> dict[str, Any]:
+    """The whole database in canonical form."""
+    with db.connect() as conn:
+        return canonical_db(conn)
+
+
+def test_tool_sets() -> None:
+    """The 15 tools are 8 reads and 7 writes; exactly the writes require approval."""
+    assert len(TOOLS) == 15
+    assert len(WRITE_TOOLS) == 7
+    assert all(TOOLS[name].requires_approval for name in WRITE_TOOLS)
+    assert set(TOOLS) - WRITE_TOOLS >= IDENTIFICATION_TOOLS
 
 
 def test_task_ids_match_tasks_file() -> None:
@@ -55,60 +58,185 @@ def test_task_ids_match_tasks_file() -> None:
     assert [task["id"] for task in tasks] == list(EXPECTED)
 
 
+def test_loaded_database_reads_back_as_db_json() -> None:
+    """A fresh database reads back as the canonical db.json, hashes to the documented value, and has no changes."""
+    with TEMPLATE.fresh() as db:
+        db_now = snapshot(db)
+
+    assert db_now == canonical_json_db(DATA_DIR / "db.json")
+    assert canonical_sha256(db_now) == INITIAL_SHA256
+    assert changed_records(INITIAL, db_now) == {}
+
+
 @pytest.mark.parametrize("task_id", list(EXPECTED))
 def test_gold_actions_match_reference(task_id: str) -> None:
-    """Replaying a task's gold actions gives the reference outputs, changes and hash."""
+    """A task's gold actions, called as tools on a fresh database, give the reference outputs, changes and hash."""
     expected = EXPECTED[task_id]
-    ctx = Context(RetailDB.fresh())
-    for action in expected["actions"]:
-        output = run(OPERATIONS[action["name"]], ctx, **action["arguments"])
-        assert output == action["output"], action["action_id"]
-        assert output.startswith("Error: ") == action["error"], action["action_id"]
-    assert ctx.db.changed() == expected["changed"]
-    assert ctx.db.canonical_sha256() == expected["final_db_sha256"]
+    with TEMPLATE.fresh() as db:
+        ctx = RetailContext(db=db)
+        for action in expected["actions"]:
+            output = call(ctx, action["name"], **action["arguments"])
+            assert output == action["output"], action["action_id"]
+            assert output.startswith("Error: ") == action["error"], action["action_id"]
+        final = snapshot(db)
+    assert changed_records(INITIAL, final) == expected["changed"]
+    assert canonical_sha256(final) == expected["final_db_sha256"]
 
 
-def test_initial_hash() -> None:
-    """An unchanged database hashes to the documented canonical value."""
-    db = RetailDB.fresh()
-    assert db.canonical_sha256() == INITIAL_SHA256
-    assert db.changed() == {}
+def _pending_order_with_two_items() -> dict[str, Any]:
+    return next(o for o in INITIAL["orders"].values() if o["status"] == "pending" and len(o["items"]) > 1)
 
 
 def test_failing_write_leaves_db_unchanged() -> None:
     """A write failing on its second item pair does not apply the first pair."""
-    ctx = Context(RetailDB.fresh())
-    order = next(o for o in ctx.db.orders if o["status"] == "pending" and len(o["items"]) > 1)
+    order = _pending_order_with_two_items()
     first_item, second_item = order["items"][:2]
-    variants = ctx.db.products.get(first_item["product_id"])["variants"].values()
+    variants = INITIAL["products"][first_item["product_id"]]["variants"].values()
     replacement = next(v["item_id"] for v in variants if v["available"] and v["item_id"] != first_item["item_id"])
 
-    output = run(
-        modify_pending_order_items,
-        ctx,
-        order_id=order["order_id"],
-        item_ids=[first_item["item_id"], second_item["item_id"]],
-        new_item_ids=[replacement, "0000000000"],
-        payment_method_id=order["payment_history"][0]["payment_method_id"],
-    )
+    with TEMPLATE.fresh() as db:
+        output = call(
+            RetailContext(db=db),
+            "modify_pending_order_items",
+            order_id=order["order_id"],
+            item_ids=[first_item["item_id"], second_item["item_id"]],
+            new_item_ids=[replacement, "0000000000"],
+            payment_method_id=order["payment_history"][0]["payment_method_id"],
+        )
+        final = snapshot(db)
 
     assert output == "Error: Variant not found"
-    assert ctx.db.changed() == {}
-    assert ctx.db.canonical_sha256() == INITIAL_SHA256
+    assert changed_records(INITIAL, final) == {}
+
+
+def test_write_failing_after_a_change_rolls_the_change_back() -> None:
+    """A cancellation that credits a gift card and then fails rolls the credit back: one write, one transaction."""
+    user = next(
+        u for u in INITIAL["users"].values() if any(m["source"] == "gift_card" for m in u["payment_methods"].values())
+    )
+    gift_card = next(m for m in user["payment_methods"].values() if m["source"] == "gift_card")
+    order_id = next(
+        o["order_id"]
+        for o in INITIAL["orders"].values()
+        if o["user_id"] == user["user_id"] and o["status"] == "pending"
+    )
+    with TEMPLATE.fresh() as db:
+        with db.begin() as conn:  # a second payment, after a gift card one, by a method the user does not have
+            position = len(get_order(conn, order_id)["payment_history"])
+            rows = [(gift_card["id"], 10.0), ("paypal_0000000", 5.0)]
+            conn.execute(
+                sa.insert(payments),
+                [
+                    {"order_id": order_id, "position": position + i, "transaction_type": "payment", "amount": amount}
+                    | {"payment_method_id": method_id}
+                    for i, (method_id, amount) in enumerate(rows)
+                ],
+            )
+        before = snapshot(db)
+
+        output = call(RetailContext(db=db), "cancel_pending_order", order_id=order_id, reason="no longer needed")
+
+        after = snapshot(db)
+        with db.connect() as conn:
+            balance = conn.scalar(
+                sa.select(payment_methods.c.balance).where(payment_methods.c.payment_method_id == gift_card["id"])
+            )
+    assert output == "Error: Payment method not found"
+    assert after == before
+    assert balance == gift_card["balance"]
 
 
 def test_fresh_copies_are_isolated() -> None:
     """Two fresh copies never see each other's writes."""
-    first, second = Context(RetailDB.fresh()), Context(RetailDB.fresh())
-    pending = next(order["order_id"] for order in first.db.orders if order["status"] == "pending")
+    pending = next(o["order_id"] for o in INITIAL["orders"].values() if o["status"] == "pending")
+    with TEMPLATE.fresh() as first, TEMPLATE.fresh() as second:
+        cancelled = json.loads(
+            call(RetailContext(db=first), "cancel_pending_order", order_id=pending, reason="no longer needed")
+        )
 
-    cancelled = json.loads(cancel_pending_order(first, pending, "no longer needed"))
+        assert cancelled["status"] == "cancelled"
+        assert json.loads(call(RetailContext(db=second), "get_order_details", order_id=pending))["status"] == "pending"
+        assert changed_records(INITIAL, snapshot(second)) == {}
+        assert canonical_sha256(snapshot(first)) != INITIAL_SHA256
 
-    assert cancelled["status"] == "cancelled"
-    assert json.loads(get_order_details(second, pending))["status"] == "pending"
-    assert second.db.changed() == {}
-    assert second.db.canonical_sha256() == INITIAL_SHA256
-    assert first.db.canonical_sha256() != INITIAL_SHA256
+
+def test_hasher_equals_the_definition_and_sees_every_change() -> None:
+    """The remembering hasher gives the definition's digest, also for changes made behind the tools' back."""
+    hasher = CanonicalHasher()
+    order = _pending_order_with_two_items()
+    with TEMPLATE.fresh() as db:
+        with db.connect() as conn:
+            assert hasher.sha256(conn) == INITIAL_SHA256
+        call(RetailContext(db=db), "cancel_pending_order", order_id=order["order_id"], reason="ordered by mistake")
+        with db.connect() as conn:
+            assert hasher.sha256(conn) == canonical_sha256(canonical_db(conn)) != INITIAL_SHA256
+        with db.begin() as conn:  # one float of one item, changed in SQL: the record's text must be recomputed
+            first = (order_items.c.order_id == order["order_id"]) & (order_items.c.position == 0)
+            conn.execute(sa.update(order_items).where(first).values(price=order["items"][0]["price"] + 1e-9))
+        with db.connect() as conn:
+            assert hasher.sha256(conn) == canonical_sha256(canonical_db(conn))
+    with TEMPLATE.fresh() as db, db.connect() as conn:
+        assert hasher.sha256(conn) == INITIAL_SHA256
+
+
+def test_hasher_forgets_past_its_bound() -> None:
+    """A hasher bounded to fewer records than a database holds still gives the right digest, every time."""
+    hasher = CanonicalHasher(max_records=10)
+    with TEMPLATE.fresh() as db, db.connect() as conn:
+        assert [hasher.sha256(conn) for _ in range(2)] == [INITIAL_SHA256] * 2
+
+
+def test_fresh_database_is_unchanged_even_after_a_previous_block_wrote() -> None:
+    """A database lent again after a block that changed it holds the unchanged db.json."""
+    pending = next(o["order_id"] for o in INITIAL["orders"].values() if o["status"] == "pending")
+    with DatabaseTemplate() as template:
+        with template.fresh() as db:
+            call(RetailContext(db=db), "cancel_pending_order", order_id=pending, reason="no longer needed")
+        with template.fresh() as again:
+            assert again is db  # the same engine, lent again
+            assert canonical_sha256(snapshot(again)) == INITIAL_SHA256
+
+
+def test_database_left_in_a_transaction_is_not_lent_again() -> None:
+    """A block that leaves a write transaction open does not leak its change into the next database."""
+    with DatabaseTemplate() as template:
+        with template.fresh() as db:
+            leaked = db.connect()
+            leaked.begin()
+            leaked.execute(sa.update(payment_methods).values(balance=0.0))
+        with template.fresh() as again:
+            assert again is not db  # a new copy: the one left in a transaction was dropped
+            assert canonical_sha256(snapshot(again)) == INITIAL_SHA256
+        leaked.invalidate()  # its database is gone: discard the connection without a rollback
+
+
+def test_closed_template_lends_no_database() -> None:
+    """A closed template refuses `fresh()` with a message, and closing it twice is allowed."""
+    template = DatabaseTemplate()
+    template.close()
+    template.close()
+
+    with pytest.raises(RuntimeError, match="is closed"), template.fresh():
+        pass
+
+
+def test_loading_rejects_a_user_order_list_the_schema_cannot_derive() -> None:
+    """A user whose order list is not in orders-table order is refused with a message, not silently reordered."""
+    db = canonical_json_db(DATA_DIR / "db.json")
+    user = next(u for u in db["users"].values() if len(u["orders"]) > 1)
+    user["orders"].reverse()
+    engine = sa.create_engine("sqlite://")
+
+    with pytest.raises(ValueError, match=f"User {user['user_id']} lists their orders"):
+        load_database(engine, db)
+
+
+def test_schema_compiles_for_postgresql() -> None:
+    """Every table's DDL compiles for PostgreSQL too: the schema uses no SQLite-only types."""
+    ddl = [str(CreateTable(table).compile(dialect=postgresql.dialect())) for table in METADATA.sorted_tables]
+
+    assert len(ddl) == 8
+    assert all("DOUBLE PRECISION" in text for text in ddl if "price" in text or "amount" in text)
 
 
 @pytest.mark.parametrize(
@@ -124,4 +252,4 @@ def test_fresh_copies_are_isolated() -> None:
 )
 def test_calculate(expression: str, output: str) -> None:
     """The calculate tool does plain arithmetic like the reference, and nothing else."""
-    assert run(calculate, Context(RetailDB.fresh()), expression=expression) == output
+    assert call(RetailContext(db=sa.create_engine("sqlite://")), "calculate", expression=expression) == output

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._signature import InjectedCall
-from ..context import RunContext
+from ..context import RunContext, running
 from ..exceptions import DelegationDepthExceeded, UserError
 from ..result import RunResult, RunState
 from ..usage import Usage
 from . import context_rules, history, resume
 from .execution import Execution
 from .outcomes import Interrupted
-from .tree import RunOptions, RunTree, WorkBudget, enclosing_run
+from .tree import RunOptions, RunTree, WorkBudget
 
 if TYPE_CHECKING:
     from ..agent import Agent
-    from ..events import TraceEvent
 
 __all__ = ["RunOptions", "run_agent"]
 
@@ -49,10 +49,15 @@ def _coerce_context(agent: Agent[Any, Any], context: Any) -> RunContext:
     return context
 
 
-async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunOptions) -> RunResult[Any, Any]:  # noqa: A002
-    """Run `agent` as a top-level run (see `Agent.run` for the arguments and errors).
+def run_agent(
+    agent: Agent[Any, Any],
+    input: str | RunState,  # noqa: A002
+    options: RunOptions,
+) -> Coroutine[Any, Any, RunResult[Any, Any]]:
+    """Prepare a top-level run of `agent` and return the coroutine that runs it (see `Agent.run`
+    for the arguments and errors; misuse is raised here, before anything runs).
 
-    A run started inside a tool of another run (a nested `agent.run()`) continues that run's
+    A run prepared inside a tool of another run (a nested `agent.run()`) continues that run's
     depth and shares its bound on model requests.
     """
     options.check(agent.name)
@@ -74,12 +79,13 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
         if options.approval_handler is not None
         else None
     )
-    enclosing = enclosing_run.get(None)
+    current = running.get(None)
+    enclosing: Execution | None = current.execution if current is not None else None
     tree = RunTree(
         run_id=state.run_id if state is not None else None,
         usage=copy.copy(state.usage) if state is not None else Usage(),
         limits=options.usage_limits,
-        budget=enclosing.tree.budget if enclosing is not None else WorkBudget(limit=options.max_requests),
+        budget=WorkBudget(limit=options.max_requests, enclosing=enclosing.tree.budget if enclosing else None),
         interceptors=tuple(options.interceptors),
         approval_handler=handler,
         max_depth=min(options.max_depth, enclosing.tree.max_depth) if enclosing is not None else options.max_depth,
@@ -91,20 +97,24 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
             f"Agent {agent.name!r} was run inside a tool at depth {depth}, beyond max_depth={tree.max_depth}; a "
             "cycle of nested agent.run() calls? Check the tools that start runs."
         )
+    exec_ctx = context_rules.execution_copy(ctx, agent, task)
+    return _run(Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=[]), state)
+
+
+async def _run(execution: Execution, state: RunState | None) -> RunResult[Any, Any]:
+    """Run the prepared top-level execution (a small frame: every waiting run holds it)."""
     if state is not None:
         await resume.claim(state)
-    exec_ctx = context_rules.execution_copy(ctx, agent, task)
-    trace: list[TraceEvent] = []
-    execution = Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=trace)
     outcome = await execution.run(state)
+    usage = execution.tree.usage
     if isinstance(outcome, Interrupted):
-        paused = dataclasses.replace(outcome.state, usage=copy.copy(tree.usage))
+        paused = dataclasses.replace(outcome.state, usage=copy.copy(usage))
         return RunResult(
             output=None,
             messages=execution.messages,
-            usage=tree.usage,
-            context=exec_ctx,
-            trace=trace,
+            usage=usage,
+            context=execution.ctx,
+            trace=execution.trace,
             interruptions=paused.interruptions,
             state=paused,
             new_message_index=execution.start,
@@ -114,9 +124,9 @@ async def run_agent(agent: Agent[Any, Any], input: str | RunState, options: RunO
         result,
         output=outcome.output,
         messages=execution.messages,
-        usage=tree.usage,
-        context=exec_ctx,
-        trace=trace,
+        usage=usage,
+        context=execution.ctx,
+        trace=execution.trace,
         new_message_index=execution.start,
     )
     return result

@@ -11,14 +11,15 @@ plug in through `hooks` (`RunTree.steps`, `RunTree.observer`).
 from __future__ import annotations
 
 import time
-from contextlib import AsyncExitStack
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from .._signature import InjectedCall
-from ..context import RunContext, _current
+from ..context import RunContext, Running, running
 from ..events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, TraceEvent, TraceKind
 from ..exceptions import DeadlineExceeded, MaxTurnsExceeded, UnexpectedModelBehavior
 from ..interceptors import InterceptContext, Phase
@@ -28,12 +29,13 @@ from ..result import RunState
 from ..tools import AnyTool, ToolDefinition
 from . import context_rules, history, output, tool_calls
 from .outcomes import ExecutionOutcome, Finished, NextTurn, TurnOutcome
-from .phases import End, Plan, UseValue, dispatch
+from .phases import End, Plan, UseValue, run_phase
 from .spec import AgentSpec, instructions_for, spec_of
-from .tree import RunTree, enclosing_run
+from .tree import RunTree
 
 if TYPE_CHECKING:
     from ..agent import Agent
+    from .hooks import Observer
 
 __all__ = ["Execution"]
 
@@ -146,9 +148,27 @@ class Execution:
             self.tree.observer.event(self, event)
         return event
 
-    def intercept_context(self, phase: Phase, ctx: RunContext, **fields: Any) -> InterceptContext:
-        """Return what an interceptor sees in `phase`."""
-        return InterceptContext(
+    def intercept_context(
+        self,
+        phase: Phase,
+        ctx: RunContext,
+        *,
+        tools: list[ToolDefinition] | None = None,
+        model: Model | None = None,
+        tool_name: str | None = None,
+        tool_call_id: str | None = None,
+        tool_args: dict[str, Any] | None = None,
+        tool_result: str | None = None,
+        error: BaseException | None = None,
+        model_response: ModelResponse | None = None,
+        output: Any = None,
+    ) -> InterceptContext:
+        """Return what an interceptor sees in `phase` (built only when a handler exists for it)."""
+        # Explicit keywords and `object.__new__` + `__init__`: no keyword dicts (the first
+        # interceptor's cost per tool call is mostly this object).
+        ic = object.__new__(InterceptContext)
+        InterceptContext.__init__(
+            ic,
             phase=phase,
             agent=self.agent,
             run_context=ctx,
@@ -157,8 +177,17 @@ class Execution:
             usage=self.tree.usage,
             state=self.tree.state,
             depth=self.depth,
-            **fields,
+            tools=tools,
+            model=model,
+            tool_name=tool_name,
+            tool_call_id=tool_call_id,
+            tool_args=tool_args,
+            tool_result=tool_result,
+            error=error,
+            model_response=model_response,
+            output=output,
         )
+        return ic
 
     async def interceptor_failed(self, exc: Exception, ic: InterceptContext) -> End | UseValue | None:
         """ON_ERROR for an interceptor's exception in the phase of `ic` (see `phases.dispatch`)."""
@@ -185,7 +214,7 @@ class Execution:
             tool_call_id=tool_call_id,
             tool_args=tool_args,
         )
-        outcome = await dispatch(Phase.ON_ERROR, handlers, ic, ic.run_context, self.interceptor_failed)
+        outcome = await run_phase(Phase.ON_ERROR, handlers, ic, ic.run_context, self.interceptor_failed)
         return outcome if isinstance(outcome, End | UseValue) else None
 
     async def emit(self, event: StreamEvent) -> None:
@@ -213,7 +242,7 @@ class Execution:
         handlers = self.plan[Phase.POST_RUN]
         if handlers:
             ic = self.intercept_context(Phase.POST_RUN, self.ctx, output=value)
-            outcome = await dispatch(Phase.POST_RUN, handlers, ic, self.ctx, self.interceptor_failed)
+            outcome = await run_phase(Phase.POST_RUN, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End):
                 value = outcome.output
             elif isinstance(outcome, UseValue):
@@ -228,57 +257,61 @@ class Execution:
 
     # --- the execution ---------------------------------------------------------------
 
-    async def run(self, resume: RunState | None = None) -> ExecutionOutcome:
-        """Execute the agent under its context's deadline.
+    def run(self, resume: RunState | None = None) -> Coroutine[Any, Any, ExecutionOutcome]:
+        """Execute the agent under its context's deadline; `await` the coroutine this returns.
+
+        Returning the coroutine (rather than being one) keeps one frame per execution in the
+        stack every waiting run holds (see docs/performance.md, C).
 
         Raises:
             DeadlineExceeded: If the context's deadline passes.
             AgentRunError: And its subclasses, as `Agent.run` documents.
         """
         observer = self.tree.observer
-        if observer is None:
-            return await self._run_under_deadline(resume)
+        return self._execute(resume) if observer is None else self._observed(observer, resume)
+
+    async def _observed(self, observer: Observer, resume: RunState | None) -> ExecutionOutcome:
         with observer.execution_span(self) as span:
-            outcome = await self._run_under_deadline(resume)
+            outcome = await self._execute(resume)
             if isinstance(outcome, Finished):
                 span.finished(outcome.output)
             return outcome
 
-    async def _run_under_deadline(self, resume: RunState | None) -> ExecutionOutcome:
+    async def _execute(self, resume: RunState | None) -> ExecutionOutcome:
         deadline = context_rules.deadline_of(self.ctx)
-        token = _current.set(self.ctx)
-        enclosing = enclosing_run.set(self)
+        scope = context_rules.deadline_scope(deadline) if deadline is not None else None
+        token = running.set(Running(self.ctx, self))
         try:
-            if deadline is None:
-                return await self._run(resume)
-            with context_rules.deadline_scope(deadline) as scope:
-                await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
-                outcome = await self._run(resume)
-            if scope.cancelled_caught:
+            with scope if scope is not None else nullcontext():
+                if scope is not None:
+                    await anyio.lowlevel.checkpoint_if_cancelled()  # a deadline already passed: do no work
+                try:
+                    if self.spec.toolsets:
+                        async with AsyncExitStack() as stack:
+                            await self._open_toolsets(stack)
+                            outcome = await self._turns(resume)
+                    else:
+                        outcome = await self._turns(resume)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except Exception as exc:
+                    outcome = await self._recover(exc)
+            if scope is not None and scope.cancelled_caught:
                 raise DeadlineExceeded(
                     f"Agent {self.agent.name!r} did not finish before its context's deadline ({deadline}); allow "
                     "more time or do less per run."
                 )
             return outcome
         finally:
-            enclosing_run.reset(enclosing)
-            _current.reset(token)
+            running.reset(token)
 
-    async def _run(self, resume: RunState | None) -> ExecutionOutcome:
-        try:
-            if self.spec.toolsets:
-                async with AsyncExitStack() as stack:
-                    await self._open_toolsets(stack)
-                    return await self._turns(resume)
-            return await self._turns(resume)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception as exc:
-            recovery = await self.on_error(exc)
-            if recovery is None:
-                raise
-            self.messages = history.repair_pairing(self.messages)
-            return await self.finish(recovery.output if isinstance(recovery, End) else recovery.value)
+    async def _recover(self, exc: Exception) -> ExecutionOutcome:
+        """ON_ERROR for an exception that left the turns; re-raise it unless an interceptor recovers."""
+        recovery = await self.on_error(exc)
+        if recovery is None:
+            raise exc
+        self.messages = history.repair_pairing(self.messages)
+        return await self.finish(recovery.output if isinstance(recovery, End) else recovery.value)
 
     async def _open_toolsets(self, stack: AsyncExitStack) -> None:
         tools = dict(self.tools)
@@ -302,7 +335,7 @@ class Execution:
         handlers = self.plan[Phase.PRE_RUN]
         if handlers:
             ic = self.intercept_context(Phase.PRE_RUN, self.ctx, tools=self.definitions, model=self.model)
-            outcome = await dispatch(Phase.PRE_RUN, handlers, ic, self.ctx, self.interceptor_failed)
+            outcome = await run_phase(Phase.PRE_RUN, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End | UseValue):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
             if ic.messages is not self.messages:
@@ -324,7 +357,9 @@ class Execution:
             if not isinstance(turn, NextTurn):
                 return turn
         for _ in range(self.agent.max_turns):
-            turn = await self._turn()
+            step = await self._turn()
+            # The response's calls (or answer) run after the request's frame is gone.
+            turn = await step if isinstance(step, Coroutine) else step
             if not isinstance(turn, NextTurn):
                 return turn
         raise MaxTurnsExceeded(
@@ -353,13 +388,14 @@ class Execution:
             )
         return params
 
-    async def _turn(self) -> TurnOutcome:
-        """One model request and its tool calls; return the outcome when the execution ends."""
+    async def _turn(self) -> TurnOutcome | Coroutine[Any, Any, TurnOutcome]:
+        """One model request; return the turn's outcome, or the coroutine that handles the response
+        (its calls, or its answer), which the caller awaits after this frame is gone."""
         messages, offered, model = self.messages, self.definitions, self.model
         handlers = self.plan[Phase.PRE_THINK]
         if handlers:
             ic = self.intercept_context(Phase.PRE_THINK, self.ctx, tools=offered, model=model)
-            outcome = await dispatch(Phase.PRE_THINK, handlers, ic, self.ctx, self.interceptor_failed)
+            outcome = await run_phase(Phase.PRE_THINK, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End | UseValue):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
             if ic.messages is not messages:
@@ -395,14 +431,14 @@ class Execution:
         handlers = self.plan[Phase.POST_THINK]
         if handlers:
             ic = self.intercept_context(Phase.POST_THINK, self.ctx, model_response=response)
-            outcome = await dispatch(Phase.POST_THINK, handlers, ic, self.ctx, self.interceptor_failed)
+            outcome = await run_phase(Phase.POST_THINK, handlers, ic, self.ctx, self.interceptor_failed)
             if isinstance(outcome, End | UseValue):
                 return await self.finish(outcome.output if isinstance(outcome, End) else outcome.value)
         if response.finish_reason == "length":
-            return await output.truncated(self, response)
+            return output.truncated(self, response)
         if response.tool_calls:
-            return await tool_calls.run_calls(self, response.tool_calls, self._gate(offered), None)
-        return await output.text_answer(self, response)
+            return tool_calls.run_calls(self, response.tool_calls, self._gate(offered), None)
+        return output.text_answer(self, response)
 
     async def _request(self, model: Model, messages: list[Message], params: ModelRequestParameters) -> Any:
         steps = self.tree.steps

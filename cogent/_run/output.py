@@ -82,7 +82,7 @@ async def truncated(ex: Execution, response: ModelResponse) -> TurnOutcome:
     if ex.agent.allow_truncated_output and ex.spec.output is None and response.text:
         return await ex.finish(response.text)
     raise UnexpectedModelBehavior(
-        f"Agent {ex.agent.name!r}'s model stopped at its token limit (finish_reason='length'), so its answer is "
+        f"The model of agent {ex.agent.name!r} stopped at its token limit (finish_reason='length'), so its answer is "
         "incomplete; raise the model's max_tokens, or pass Agent(allow_truncated_output=True) to accept "
         "truncated answers (result.finish_reason then says 'length')."
     )

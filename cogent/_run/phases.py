@@ -7,9 +7,9 @@ table in docs/interceptors.md is checked against it by the test suite.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 from ..context import RunContext
 from ..exceptions import AgentRunError, UserError
@@ -29,9 +29,23 @@ __all__ = [
     "UseValue",
     "build_plan",
     "dispatch",
+    "run_phase",
 ]
 
-Handler: TypeAlias = Callable[[RunContext | None, InterceptContext], Awaitable[Any]]
+
+class Handler(Protocol):
+    """One interceptor's code for one phase (an `InjectedCall` or a phase-bound `intercept`)."""
+
+    owner: str
+    """How errors name it."""
+    is_async: bool
+    """Whether `invoke` returns an awaitable to await."""
+
+    def invoke(self, ctx: RunContext | None, context: InterceptContext) -> Any:
+        """Call the interceptor with `context` and the run context."""
+        ...
+
+
 Plan: TypeAlias = dict[Phase, tuple[Handler, ...]]
 
 
@@ -126,14 +140,16 @@ def build_plan(interceptors: Sequence[Interceptor]) -> Plan:
 OnError: TypeAlias = Callable[[Exception, InterceptContext], Awaitable[PhaseOutcome | None]]
 
 
-async def dispatch(
+def dispatch(
     phase: Phase,
     handlers: tuple[Handler, ...],
     ic: InterceptContext,
     ctx: RunContext,
     on_error: OnError,
-) -> PhaseOutcome:
-    """Call `handlers` for `phase` in order and return the outcome the first deciding result asks for.
+) -> PhaseOutcome | Coroutine[Any, Any, PhaseOutcome]:
+    """Call `handlers` for `phase` in order and return the outcome the first deciding result asks
+    for: directly while the handlers are sync (no coroutine on the per-call path), else as a
+    coroutine to await (an async handler, or an exception that fires ON_ERROR).
 
     Modifications (`modify_args`, `modify_messages`, `modify_tools`, `use_model`) are applied
     to `ic` and the next handler sees them. An exception other than `StopExecution` raised by
@@ -144,9 +160,11 @@ async def dispatch(
         UserError: If a handler returns something other than `None` or an `InterceptResult`,
             or a result kind that has no meaning in `phase`.
     """
-    for handler in handlers:
+    for index, handler in enumerate(handlers):
+        if handler.is_async:
+            return _dispatch_async(phase, handlers, index, ic, ctx, on_error)
         try:
-            result = await handler(ctx, ic)
+            result = handler.invoke(ctx, ic)
         except StopExecution as stop:
             result = InterceptResult.stop(stop.response)
         except (AgentRunError, UserError):
@@ -154,36 +172,87 @@ async def dispatch(
         except Exception as exc:
             if phase is Phase.ON_ERROR:
                 raise
-            recovery = await on_error(exc, ic)
-            if recovery is None:
+            return _recover(exc, ic, on_error)
+        if result is not None:
+            outcome = _decide(phase, handler, result, ic)
+            if outcome is not PROCEED:
+                return outcome
+    return PROCEED
+
+
+async def run_phase(
+    phase: Phase,
+    handlers: tuple[Handler, ...],
+    ic: InterceptContext,
+    ctx: RunContext,
+    on_error: OnError,
+) -> PhaseOutcome:
+    """`dispatch`, awaited when it needs to be (for the phases off the per-call path)."""
+    outcome = dispatch(phase, handlers, ic, ctx, on_error)
+    return await outcome if isinstance(outcome, Coroutine) else outcome
+
+
+async def _dispatch_async(
+    phase: Phase,
+    handlers: tuple[Handler, ...],
+    start: int,
+    ic: InterceptContext,
+    ctx: RunContext,
+    on_error: OnError,
+) -> PhaseOutcome:
+    for handler in handlers[start:]:
+        try:
+            result = handler.invoke(ctx, ic)
+            if handler.is_async:
+                result = await result
+        except StopExecution as stop:
+            result = InterceptResult.stop(stop.response)
+        except (AgentRunError, UserError):
+            raise
+        except Exception as exc:
+            if phase is Phase.ON_ERROR:
                 raise
-            return recovery
-        if result is None:
-            continue
-        if not isinstance(result, InterceptResult):
-            raise UserError(
-                f"{_owner(handler)} returned {result!r} in {phase.name}; return None or an InterceptResult "
-                "(e.g. InterceptResult.continue_())."
-            )
-        action = result.action
-        if action == "continue":
-            continue
-        effect = EFFECTS[phase][action]
-        if effect is Effect.END:
-            return End(result.value)
-        if effect is Effect.USE_VALUE:
-            return UseValue(result.value)
-        if effect is Effect.USE_VALUE_OR_KEEP or effect is Effect.END_OR_KEEP:
-            if result.value is None:
-                continue
-            return UseValue(result.value) if effect is Effect.USE_VALUE_OR_KEEP else End(result.value)
-        if effect is Effect.INVALID:
-            allowed = " or ".join(p.name for p in Phase if EFFECTS[p][action] is Effect.MODIFY)
-            raise UserError(
-                f"{_owner(handler)} returned InterceptResult.{action}() in {phase.name}, where it has no effect; "
-                f"return it from {allowed}."
-            )
-        _modify(ic, action, result.value)
+            return await _recover(exc, ic, on_error)
+        if result is not None:
+            outcome = _decide(phase, handler, result, ic)
+            if outcome is not PROCEED:
+                return outcome
+    return PROCEED
+
+
+async def _recover(exc: Exception, ic: InterceptContext, on_error: OnError) -> PhaseOutcome:
+    recovery = await on_error(exc, ic)
+    if recovery is None:
+        raise exc
+    return recovery
+
+
+def _decide(phase: Phase, handler: Handler, result: Any, ic: InterceptContext) -> PhaseOutcome:
+    """What one handler's result asks for: `PROCEED` (go on with the next handler) or an outcome."""
+    if not isinstance(result, InterceptResult):
+        raise UserError(
+            f"{_owner(handler)} returned {result!r}; return None or an InterceptResult "
+            "(e.g. InterceptResult.continue_())."
+        )
+    action = result.action
+    if action == "continue":
+        return PROCEED
+    effect = EFFECTS[phase][action]
+    if effect is Effect.END:
+        return End(result.value)
+    if effect is Effect.USE_VALUE:
+        return UseValue(result.value)
+    if effect is Effect.USE_VALUE_OR_KEEP or effect is Effect.END_OR_KEEP:
+        if result.value is None:
+            return PROCEED
+        return UseValue(result.value) if effect is Effect.USE_VALUE_OR_KEEP else End(result.value)
+    if effect is Effect.INVALID:
+        allowed = " or ".join(p.name for p in Phase if EFFECTS[p][action] is Effect.MODIFY)
+        raise UserError(
+            f"{_owner(handler)} returned InterceptResult.{action}(), which has no effect in {phase.name}; "
+            f"return it from {allowed}."
+        )
+    _modify(ic, action, result.value)
     return PROCEED
 
 
@@ -199,5 +268,4 @@ def _modify(ic: InterceptContext, action: str, value: Any) -> None:
 
 
 def _owner(handler: Handler) -> str:
-    owner = getattr(handler, "owner", None) or getattr(getattr(handler, "call", None), "owner", None)
-    return str(owner) if owner else "An interceptor"
+    return handler.owner or "An interceptor"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 __all__ = ["error_text", "to_text", "validation_problem"]
 
@@ -24,8 +25,14 @@ def to_text(value: Any) -> str:
     try:
         text = to_json(value).decode()
     except (PydanticSerializationError, ValueError, TypeError, RecursionError):
-        if isinstance(value, list | tuple | dict | set | frozenset):  # JSON, with str() for what pydantic can't
-            text = _safe(value, lambda: to_json(value, fallback=str).decode(), lambda: str(value))
+        if isinstance(value, list | tuple | dict | set | frozenset):
+            # JSON, with str() for what pydantic cannot serialize; the standard library's encoder
+            # escapes lone surrogates (pydantic's refuses them).
+            text = _safe(
+                value,
+                lambda: json.dumps(to_jsonable_python(value, fallback=str), separators=(",", ":")),
+                lambda: str(value),
+            )
         else:
             text = _safe(value, lambda: str(value))
     return _valid_utf8(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Coroutine
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -20,16 +21,16 @@ import anyio
 import anyio.abc
 from pydantic import ValidationError
 
-from ..context import RunContext, ToolApprovalItem, _current
+from ..context import RunContext, Running, ToolApprovalItem, running
 from ..events import ToolCallEvent, ToolResultEvent, TraceEvent
 from ..exceptions import AgentRunError, ModelRetry, RunStateError, ToolRetriesExceeded, UserError
-from ..interceptors import Phase, StopExecution
+from ..interceptors import InterceptContext, Phase, StopExecution
 from ..messages import RetryPrompt, ToolCall, ToolReturn
 from ..result import RunState
 from ..tools import AgentTool, AnyTool, BaseTool
 from . import approvals, context_rules, delegation, history, output
 from .outcomes import NEXT_TURN, CallOutcome, Ended, Interrupted, Pending, TurnOutcome
-from .phases import End, UseValue, dispatch
+from .phases import End, PhaseOutcome, UseValue, dispatch
 from .results import error_text, to_text, validation_problem
 from .spec import OUTPUT_TOOL_NAME
 
@@ -96,9 +97,11 @@ async def run_calls(
     if ex.spec.output is not None and any(c.name == OUTPUT_TOOL_NAME for c in calls):
         return await output.final_call(ex, calls)
     outcomes: list[CallOutcome | None] = [None] * len(calls)
-    call_one = _call if ex.tree.observer is None else run_call
     sequential = len(calls) == 1 or not ex.agent.parallel_tool_calls
-    if sequential or ex.tree.steps is not None:  # a run with Steps checkpoints its calls in order
+    if not sequential and ex.tree.steps is None:  # a run with Steps checkpoints its calls in order
+        await _run_parallel(ex, calls, gate, resume, outcomes)
+    else:
+        call_one = _call if ex.tree.observer is None else run_call
         for i, call in enumerate(calls):
             if resume is None:
                 outcome = outcomes[i] = await call_one(ex, call, gate, None, None)
@@ -106,25 +109,39 @@ async def run_calls(
                 outcome = outcomes[i] = await _resumed_call(ex, call, gate, resume)
             if sequential and isinstance(outcome, Pending | Ended):
                 break  # later calls wait for the decision (or the end)
-    else:
-        failures: list[Exception] = []
-
-        async def one(i: int, call: ToolCall, group: anyio.abc.TaskGroup) -> None:
-            try:
-                if resume is None:
-                    outcomes[i] = await call_one(ex, call, gate, None, None)
-                else:
-                    outcomes[i] = await _resumed_call(ex, call, gate, resume)
-            except Exception as exc:  # the first failure ends the turn; raised as itself, not in a group
-                failures.append(exc)
-                group.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as group:
-            for i, call in enumerate(calls):
-                group.start_soon(one, i, call, group)
-        if failures:
-            raise failures[0]
     return await _conclude(ex, calls, outcomes)
+
+
+async def _run_parallel(
+    ex: Execution,
+    calls: list[ToolCall],
+    gate: frozenset[str] | None,
+    resume: RunState | None,
+    outcomes: list[CallOutcome | None],
+) -> None:
+    """Run `calls` concurrently, each outcome into `outcomes`.
+
+    Raises:
+        Exception: The first failure, as itself (never an exception group); it cancels the others.
+    """
+    failures: list[Exception] = []
+    call_one = _call if ex.tree.observer is None else run_call
+
+    async def one(i: int, call: ToolCall, group: anyio.abc.TaskGroup) -> None:
+        try:
+            if resume is None:
+                outcomes[i] = await call_one(ex, call, gate, None, None)
+            else:
+                outcomes[i] = await _resumed_call(ex, call, gate, resume)
+        except Exception as exc:
+            failures.append(exc)
+            group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for i, call in enumerate(calls):
+            group.start_soon(one, i, call, group)
+    if failures:
+        raise failures[0]
 
 
 async def _resumed_call(ex: Execution, call: ToolCall, gate: frozenset[str] | None, resume: RunState) -> CallOutcome:
@@ -233,8 +250,13 @@ async def _call(
             content = validation_problem(name, exc)
             ex.record("retry", started, tool_name=name, call_id=call_id, detail=content)
             return _retry(name, call_id, content)
-        if ex.plan[Phase.PRE_ACT]:
-            prepared = await _pre_act(ex, tool, call_id, args, ctx, started)
+        pre_act = ex.plan[Phase.PRE_ACT]
+        if pre_act:
+            ic = ex.intercept_context(Phase.PRE_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args)
+            decided = dispatch(Phase.PRE_ACT, pre_act, ic, ctx, ex.interceptor_failed)
+            if isinstance(decided, Coroutine):
+                decided = await decided
+            prepared = _after_pre_act(ex, tool, call_id, args, ic, decided, started)
             if not isinstance(prepared, dict):
                 return prepared
             args = prepared
@@ -259,7 +281,7 @@ async def _call(
                     arguments=call.arguments_json(),
                 )
             )
-    token = _current.set(ctx) if ctx is not ex.ctx else None
+    token = running.set(Running(ctx, ex)) if ctx is not ex.ctx else None
     try:
         event: TraceEvent | None = None
         if isinstance(tool, AgentTool):
@@ -291,14 +313,16 @@ async def _call(
         return await _failed(ex, exc, name, call_id, args, ctx, started)
     finally:
         if token is not None:
-            _current.reset(token)
+            running.reset(token)
     if ex.retries:
         ex.retries.pop(name, None)
     if ex.plan[Phase.POST_ACT]:
         ic = ex.intercept_context(
             Phase.POST_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args, tool_result=content
         )
-        outcome = await dispatch(Phase.POST_ACT, ex.plan[Phase.POST_ACT], ic, ctx, ex.interceptor_failed)
+        outcome = dispatch(Phase.POST_ACT, ex.plan[Phase.POST_ACT], ic, ctx, ex.interceptor_failed)
+        if isinstance(outcome, Coroutine):
+            outcome = await outcome
         if isinstance(outcome, End):
             return Ended(outcome.output)
         if isinstance(outcome, UseValue):
@@ -322,17 +346,25 @@ def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[s
         ) from None
 
 
-async def _pre_act(
-    ex: Execution, tool: AnyTool, call_id: str, args: dict[str, Any], ctx: RunContext, started: float
+def _after_pre_act(
+    ex: Execution,
+    tool: AnyTool,
+    call_id: str,
+    args: dict[str, Any],
+    ic: InterceptContext,
+    decided: PhaseOutcome,
+    started: float,
 ) -> dict[str, Any] | CallOutcome:
-    """Run PRE_ACT; return the (possibly modified, re-validated) arguments, or the call's outcome."""
+    """Apply PRE_ACT's outcome: the (possibly modified, re-validated) arguments, or the call's outcome.
+
+    Raises:
+        UserError: If `modify_args()` gave arguments the tool does not accept.
+    """
     name = tool.name
-    ic = ex.intercept_context(Phase.PRE_ACT, ctx, tool_name=name, tool_call_id=call_id, tool_args=args)
-    outcome = await dispatch(Phase.PRE_ACT, ex.plan[Phase.PRE_ACT], ic, ctx, ex.interceptor_failed)
-    if isinstance(outcome, End):
-        return Ended(outcome.output)
-    if isinstance(outcome, UseValue):
-        value = outcome.value
+    if isinstance(decided, End):
+        return Ended(decided.output)
+    if isinstance(decided, UseValue):
+        value = decided.value
         content = to_text(value) if value is not None else f"Tool call {name!r} was skipped by an interceptor."
         ex.record("interceptor", started, tool_name=name, call_id=call_id, detail=content)
         return _tool_return(name, call_id, content)
@@ -455,7 +487,12 @@ async def _failed(
 def _raise_for_unawaited_run(exc: Exception, tool_name: str) -> None:
     """Turn "'coroutine' object has no attribute 'output'" into an error naming `run_sync`."""
     obj = getattr(exc, "obj", None) if isinstance(exc, AttributeError) else None
-    if isinstance(obj, CoroutineType) and obj.cr_code.co_qualname.startswith("Agent.run"):
+    if (
+        isinstance(obj, CoroutineType)
+        and obj.cr_code.co_name == "_run"
+        and obj.cr_frame is not None
+        and obj.cr_frame.f_globals.get("__name__") == "cogent._run"
+    ):
         obj.close()
         raise UserError(
             f"Tool {tool_name!r} called agent.run(...) without awaiting it. In a sync tool use "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,9 @@ from .phases import Plan, build_plan
 
 if TYPE_CHECKING:
     from ..agent import Agent
-    from .execution import Execution
     from .hooks import Observer, Steps
 
-__all__ = ["DEFAULT_MAX_REQUESTS", "Emit", "RunOptions", "RunTree", "WorkBudget", "enclosing_run"]
+__all__ = ["DEFAULT_MAX_REQUESTS", "Emit", "RunOptions", "RunTree", "WorkBudget"]
 
 Emit = Callable[[StreamEvent], Awaitable[None]]
 
@@ -79,26 +77,35 @@ class RunOptions:
 
 @dataclass(kw_only=True, slots=True)
 class WorkBudget:
-    """The model requests a run tree may make, shared with the runs started inside its tools."""
+    """The model requests a run tree may make; a run started inside a tool of another run has its
+    own budget and spends from its enclosing run's too (the smaller bound applies)."""
 
     limit: int
-    """The most requests."""
+    """The most requests (this run's `max_requests`)."""
     spent: int = 0
     """Requests made so far."""
+    enclosing: WorkBudget | None = None
+    """The budget of the run this one was started inside, if any."""
 
     def spend(self) -> None:
-        """Count one request.
+        """Count one request here and in every enclosing budget.
 
         Raises:
-            UsageLimitExceeded: If the budget is used up.
+            UsageLimitExceeded: If this budget or an enclosing one is used up.
         """
-        if self.spent >= self.limit:
-            raise UsageLimitExceeded(
-                f"The run tree made {self.spent} model requests, its bound (run(max_requests={self.limit})), "
-                "counting subagents and runs started inside tools; check for an agent that delegates to itself "
-                "or a cycle of nested runs, or pass a larger max_requests."
-            )
-        self.spent += 1
+        budget: WorkBudget | None = self
+        while budget is not None:
+            if budget.spent >= budget.limit:
+                raise UsageLimitExceeded(
+                    f"The run tree made {budget.spent} model requests, its bound (run(max_requests={budget.limit})), "
+                    "counting subagents and runs started inside its tools; check for an agent that delegates to "
+                    "itself or a cycle of nested runs, or pass a larger max_requests."
+                )
+            budget = budget.enclosing
+        budget = self
+        while budget is not None:
+            budget.spent += 1
+            budget = budget.enclosing
 
 
 class RunTree:
@@ -216,8 +223,3 @@ class RunTree:
             return False
         self._reported.append(exc)
         return True
-
-
-enclosing_run: ContextVar[Execution] = ContextVar("cogent_enclosing_run")
-"""The innermost execution running in this context, so that a run started inside one of its
-tools continues its depth and shares its request budget and depth limit."""

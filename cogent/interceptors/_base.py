@@ -282,16 +282,19 @@ def context_allows(ctx: RunContext, value: str, *, method: str, attribute: str, 
 
 
 class _PhaseBound:
-    """Adapts `intercept(phase, context)` to the one-argument handler shape."""
+    """Adapts `intercept(phase, context)` to the one-argument handler shape of one phase."""
 
-    __slots__ = ("call", "phase")
+    __slots__ = ("call", "is_async", "owner", "phase")
 
     def __init__(self, call: InjectedCall, phase: Phase) -> None:
         self.call = call
         self.phase = phase
+        self.is_async = call.is_async
+        self.owner = f"{call.owner} (in {phase.name})"
 
-    async def __call__(self, ctx: RunContext | None, context: InterceptContext) -> Any:
-        return await self.call(ctx, self.phase, context)
+    def invoke(self, ctx: RunContext | None, context: InterceptContext) -> Any:
+        """Call `intercept(phase, context)`; for an async method, return the awaitable."""
+        return self.call.invoke(ctx, self.phase, context)
 
 
 class _FunctionInterceptor(Interceptor):
@@ -300,8 +303,13 @@ class _FunctionInterceptor(Interceptor):
     def __init__(self, func: Callable[..., Any], phases: tuple[Phase, ...], localns: dict[str, Any] | None) -> None:
         self.func = func
         self.phases = phases
-        call = InjectedCall(func, owner=f"Interceptor {func.__qualname__}", arity=1, localns=localns)
-        self.__dict__["_cogent_handlers_cache"] = dict.fromkeys(phases, call)
+        name = func.__qualname__
+        handlers = {
+            # One call per phase, so that an error names the phase it happened in.
+            phase: InjectedCall(func, owner=f"Interceptor {name} (in {phase.name})", arity=1, localns=localns)
+            for phase in phases
+        }
+        self.__dict__["_cogent_handlers_cache"] = handlers
         self.__wrapped__ = func
 
     def __repr__(self) -> str:

@@ -22,7 +22,10 @@ from __future__ import annotations
 try:
     import mcp as _mcp  # noqa: F401
 except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra test
-    raise ImportError('cogent.mcp needs the MCP SDK; install it with: pip install "cogent-context[mcp]"') from _exc
+    raise ImportError(
+        'cogent.mcp needs the MCP SDK; install it with: pip install "cogent-context[mcp]" '
+        '(from a checkout: pip install -e ".[mcp]")'
+    ) from _exc
 
 from ._errors import MCPConnectionError, MCPToolError
 from ._meta import request_meta

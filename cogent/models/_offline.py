@@ -56,6 +56,12 @@ class FunctionModel(Model):
         self._is_async = inspect.iscoroutinefunction(fn)
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
+        """Return what `fn(messages, params)` answers (awaited if `fn` is async), as a response.
+
+        Raises:
+            UnexpectedModelBehavior: If `fn` returns something other than a `ModelResponse`,
+                a `str`, a `ToolCall` or a list of `ToolCall`s.
+        """
         reply = self.fn(messages, params)
         if self._is_async:
             reply = await reply  # type: ignore[misc]
@@ -83,6 +89,12 @@ class ScriptedModel(Model):
         self.name = name
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
+        """Return the script's step numbered by the model responses already in `messages`.
+
+        Raises:
+            UnexpectedModelBehavior: If the history has as many model responses as the script
+                has steps.
+        """
         step = sum(1 for m in messages if isinstance(m, ModelResponse))
         if step >= len(self.steps):
             raise UnexpectedModelBehavior(
@@ -112,6 +124,8 @@ class TestModel(Model):
         self.name = name
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
+        """Call every offered tool once (first request), then answer with the results as JSON,
+        or call the output tool when the agent has a structured output type."""
         rng = random.Random(self.seed)
         if not any(isinstance(m, ModelResponse) for m in messages) and params.tools:
             calls = [

@@ -38,7 +38,8 @@ try:
     from anthropic import AsyncAnthropic
 except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra test
     raise ImportError(
-        'cogent.models.anthropic needs the anthropic SDK; install it with: pip install "cogent-context[anthropic]"'
+        'cogent.models.anthropic needs the anthropic SDK; install it with: pip install "cogent-context[anthropic]" '
+        '(from a checkout: pip install -e ".[anthropic]")'
     ) from _exc
 
 from ..exceptions import ModelAPIError, UnexpectedModelBehavior, UserError

@@ -43,7 +43,8 @@ try:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra test
     raise ImportError(
-        'cogent.models.openai needs the openai SDK; install it with: pip install "cogent-context[openai]"'
+        'cogent.models.openai needs the openai SDK; install it with: pip install "cogent-context[openai]" '
+        '(from a checkout: pip install -e ".[openai]")'
     ) from _exc
 
 from ..exceptions import ModelAPIError, UnexpectedModelBehavior, UserError

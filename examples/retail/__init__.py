@@ -1,9 +1,12 @@
-"""The tau2-bench retail support desk on cogent, checked against the reference outcomes.
+"""The tau2-bench retail support desk on cogent, and the harness that verifies it.
 
-- `store`: the database and the 15 operations (byte-exact with tau2-bench).
-- `context`: `RetailContext`, the run context holding the task's database and session.
-- `tools`: the operations as cogent tools; `policy`: the policy as interceptors.
-- `desk`: the front desk agent and its specialist subagents.
-- `replay`: the gold actions of the 114 tasks replayed through the desk by an offline model.
-- `runner`: the command line, `python -m examples.retail`.
+The desk (what a user learns from):
+
+- `context`: `RetailContext`, the run context: the conversation's database and session.
+- `tools`: the 15 tools (`@tool`, `ctx: RetailContext`); writes need an approval.
+- `policy`: the store's policy as interceptors.
+- `desk`: the front desk agent and its three specialist subagents (`build_desk`).
+
+Its data layer: `store` (the SQL tables and records) and `operations` (the reference's
+rules in SQL). The replay and verification harness is `harness` (`python -m examples.retail`).
 """

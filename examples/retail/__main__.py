@@ -1,7 +1,7 @@
-"""`python -m examples.retail`: replay the tau2 retail tasks through the desk (see `runner`)."""
+"""`python -m examples.retail`: replay the tau2 retail tasks through the desk (see `harness.cli`)."""
 
 from __future__ import annotations
 
-from .runner import main
+from .harness.cli import main
 
 raise SystemExit(main())

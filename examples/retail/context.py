@@ -1,40 +1,38 @@
-"""The run context of the retail support desk: the task's database and the conversation's session.
+"""The run context of the retail desk: the conversation's database and its session.
 
-One `RetailContext` is created per conversation (per tau2 task). The framework copies it
-shallowly for every agent execution and every delegation, so the database and the
-`Session` object are shared by reference: when the front desk authenticates the
-customer, a specialist it delegates to sees the same `session.user_id`, and a
-specialist's writes land in the same database.
+One `RetailContext` is made per conversation. The framework copies it shallowly for
+every agent execution and delegation (and maintains the lineage, depth and deadline it
+inherits from `ExecutionContext`), so every agent of the conversation shares:
+
+- `db`, the one *resource* field: the SQLAlchemy engine of the conversation's database.
+- `session`, plain data: who the customer is once they are authenticated. It is one
+  object shared by reference, so a specialist sees the user the front desk identified.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cogent.context import ExecutionContext
+import sqlalchemy as sa
 
-from .store import RetailDB
+from cogent.context import ExecutionContext
 
 __all__ = ["RetailContext", "Session"]
 
 
 @dataclass(kw_only=True)
 class Session:
-    """The state of one conversation that every agent of the desk shares."""
+    """The state of one conversation (plain data), shared by every agent of the desk."""
 
     user_id: str | None = None
-    """The authenticated customer, set by a successful identification tool call."""
+    """The authenticated customer, set by the first successful identification call."""
 
 
 @dataclass(kw_only=True)
 class RetailContext(ExecutionContext):
-    """What the retail tools and the policy interceptors receive; never sent to the model.
+    """What the retail tools and policy interceptors receive; never sent to the model."""
 
-    Inherits the task lineage, delegation depth and deadline of `ExecutionContext`,
-    which the framework maintains.
-    """
-
-    db: RetailDB
-    """The task's database (a copy-on-write view of `data/db.json`)."""
+    db: sa.Engine
+    """The conversation's database; each write tool changes it in one transaction."""
     session: Session = field(default_factory=Session)
     """The conversation's session, shared with every child context."""

@@ -7,58 +7,61 @@ front_desk            identification, lookups, calculate, transfer to a human
 └── account           change the user's default address
 ```
 
-Every tool has exactly one owner (`OWNER`). Each specialist is offered only its own
-write tools. All four agents carry the policy interceptors, and they share the
-conversation's database and session through the run context.
+Each tool has exactly one owner, and each specialist is offered only its own write tools.
+All four agents carry the policy interceptors and share the conversation's context.
 """
 
 from __future__ import annotations
 
-from cogent import Agent
-from cogent.models import Model, infer_model
+from collections.abc import Mapping
+
+from cogent import Agent, Tool
+from cogent.models import Model
 
 from .context import RetailContext
 from .policy import POLICY
 from .store import DATA_DIR
-from .tools import TOOLS, WRITE_TOOLS
+from .tools import (
+    TOOLS,
+    WRITE_TOOLS,
+    cancel_pending_order,
+    exchange_delivered_order_items,
+    modify_pending_order_address,
+    modify_pending_order_items,
+    modify_pending_order_payment,
+    modify_user_address,
+    return_delivered_order_items,
+)
 
-__all__ = ["FRONT_DESK", "FRONT_DESK_TOOLS", "OWNER", "SPECIALISTS", "build_desk"]
+__all__ = ["AGENTS", "FRONT_DESK", "OWNER", "SPECIALISTS", "build_desk"]
 
 FRONT_DESK = "front_desk"
-"""The name of the agent the customer talks to."""
+"""The agent the customer talks to."""
 
-SPECIALISTS: dict[str, tuple[str, ...]] = {
+SPECIALISTS: dict[str, tuple[str, tuple[Tool[..., str], ...]]] = {
     "pending_orders": (
-        "cancel_pending_order",
-        "modify_pending_order_address",
-        "modify_pending_order_payment",
-        "modify_pending_order_items",
+        "Cancels a pending order, or changes its shipping address, payment method or items.",
+        (cancel_pending_order, modify_pending_order_address, modify_pending_order_payment, modify_pending_order_items),
     ),
-    "returns_exchanges": ("return_delivered_order_items", "exchange_delivered_order_items"),
-    "account": ("modify_user_address",),
+    "returns_exchanges": (
+        "Requests the return or the exchange of items of a delivered order.",
+        (return_delivered_order_items, exchange_delivered_order_items),
+    ),
+    "account": ("Changes the default address of the authenticated user.", (modify_user_address,)),
 }
-"""Each specialist's tools."""
+"""Each specialist's description (for the front desk's model) and its tools."""
 
-_DESCRIPTIONS = {
-    "pending_orders": "Cancels a pending order, or changes its shipping address, payment method or items.",
-    "returns_exchanges": "Requests the return or the exchange of items of a delivered order.",
-    "account": "Changes the default address of the authenticated user.",
-}
+AGENTS: tuple[str, ...] = (FRONT_DESK, *SPECIALISTS)
+"""The names of the desk's four agents."""
 
-FRONT_DESK_TOOLS: tuple[str, ...] = tuple(name for name in TOOLS if name not in WRITE_TOOLS)
-"""The front desk's own tools: identification, lookups, calculate and the transfer."""
-
-OWNER: dict[str, str] = {
-    **dict.fromkeys(FRONT_DESK_TOOLS, FRONT_DESK),
-    **{tool: agent for agent, tools in SPECIALISTS.items() for tool in tools},
+OWNER: dict[str, str] = {name: FRONT_DESK for name in TOOLS if name not in WRITE_TOOLS} | {
+    tool.name: agent for agent, (_, tools) in SPECIALISTS.items() for tool in tools
 }
 """The agent that owns (and alone is offered) each tool."""
 
-_POLICY_TEXT = (DATA_DIR / "policy.md").read_text(encoding="utf-8")
-
 _FRONT_DESK_INSTRUCTIONS = f"""You are the front desk of a retail store's customer support.
 
-{_POLICY_TEXT}
+{(DATA_DIR / "policy.md").read_text(encoding="utf-8")}
 
 ## How this desk works
 
@@ -75,38 +78,45 @@ _SPECIALIST_INSTRUCTIONS = (
 )
 
 
-def build_desk(model: Model | str, *, max_turns: int = 40) -> Agent[RetailContext, str]:
+def build_desk(model: Model | str | Mapping[str, Model | str], *, max_turns: int = 40) -> Agent[RetailContext, str]:
     """Build the desk: the front desk agent with its three specialist subagents.
 
     Args:
-        model: The model of all four agents (a `Model`, or a string such as
-            `"openai:gpt-4o-mini"`). An offline model tells them apart by
-            `info.agent_name`.
+        model: The model of all four agents (a `Model`, or a name such as
+            `"openai:gpt-4o-mini"`), or one model per agent name (`AGENTS`).
         max_turns: Model requests allowed per agent execution.
 
     Returns:
         The front desk agent; run it with a `RetailContext`.
+
+    Raises:
+        ValueError: If a mapping of models does not name exactly the four agents.
     """
-    model = infer_model(model)
+    if isinstance(model, Mapping):
+        if set(model) != set(AGENTS):
+            raise ValueError(f"build_desk() needs one model per agent {list(AGENTS)}; it got {sorted(model)}.")
+        models = dict(model)
+    else:
+        models = dict.fromkeys(AGENTS, model)
     specialists = [
         Agent(
             name=name,
-            model=model,
-            description=_DESCRIPTIONS[name],
+            model=models[name],
+            description=description,
             instructions=_SPECIALIST_INSTRUCTIONS,
-            tools=[TOOLS[tool] for tool in tools],
+            tools=tools,
             interceptors=POLICY,
             context_type=RetailContext,
             max_turns=max_turns,
             parallel_tool_calls=False,
         )
-        for name, tools in SPECIALISTS.items()
+        for name, (description, tools) in SPECIALISTS.items()
     ]
     return Agent(
         name=FRONT_DESK,
-        model=model,
+        model=models[FRONT_DESK],
         instructions=_FRONT_DESK_INSTRUCTIONS,
-        tools=[TOOLS[tool] for tool in FRONT_DESK_TOOLS],
+        tools=[tool for name, tool in TOOLS.items() if OWNER[name] == FRONT_DESK],
         subagents=specialists,
         interceptors=POLICY,
         context_type=RetailContext,

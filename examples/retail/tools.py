@@ -1,60 +1,233 @@
-"""The 15 retail operations of `store.py` as cogent tools.
+"""The desk's 15 tools, on the conversation's database (`ctx.db`).
 
-Each operation is defined once, in `store.py`, as `op(ctx, ...)` where `ctx` is
-annotated with the structural protocol `HasRetailDB` (so the data layer does not depend
-on cogent). cogent finds the injected parameter by a `RunContext` annotation, so
-`retail_tool` re-annotates `ctx` as `RetailContext` on a thin wrapper; the signature,
-the docstring (the tool and parameter descriptions) and the behaviour stay the store's.
-A `RetailError` raised by an operation reaches the model as `"Error: <message>"`, which
-is exactly the reference output.
+Each tool receives the run's `RetailContext` by injection (`ctx`, never shown to the
+model); its docstring is what the model reads. The work is done by `operations` (the
+reference's rules in SQL) on a connection the tool opens. A write needs an approval
+(the customer's explicit yes) and makes its change in ONE transaction (`ctx.db.begin()`),
+which an error rolls back. A failing call raises `RetailError`, and the model receives
+`Error: <message>`, the reference's exact text. Records are returned as JSON.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any
+import json
 
-from cogent import Tool
+from cogent import Tool, tool
 
+from . import operations
 from .context import RetailContext
-from .store import ALL_OPERATIONS, WRITE_OPERATIONS
+from .store import get_order, get_product, get_user
 
-__all__ = ["IDENTIFICATION_TOOLS", "TOOLS", "WRITE_TOOLS", "retail_tool"]
+__all__ = ["IDENTIFICATION_TOOLS", "TOOLS", "WRITE_TOOLS"]
 
 
-def retail_tool(operation: Callable[..., str], *, requires_approval: bool = False) -> Tool[..., str]:
-    """Return a store operation as a tool that receives the run's `RetailContext`.
-
-    The tool runs inline on the event loop (`threaded=False`): the operations work on
-    an in-memory database and take microseconds.
+@tool
+def find_user_id_by_email(ctx: RetailContext, email: str) -> str:
+    """Find a user id by email address. Fails if no user has this email.
 
     Args:
-        operation: A store operation whose first parameter is `ctx`.
-        requires_approval: Whether every call needs an approval first (write tools).
-
-    Returns:
-        The tool, named after the operation.
+        email: The email address of the user, such as 'something@example.com'.
     """
+    with ctx.db.connect() as conn:
+        return operations.find_user_id_by_email(conn, email)
 
-    @functools.wraps(operation)  # the signature and docstring the framework reads are the operation's
-    def call(*args: Any, **kwargs: Any) -> str:
-        return operation(*args, **kwargs)
 
-    # `wraps` shares the operation's annotation dict: give the wrapper its own, with
-    # the context parameter typed as the context class the framework injects.
-    call.__annotations__ = {**operation.__annotations__, "ctx": RetailContext}
-    return Tool(call, requires_approval=requires_approval, threaded=False)
+@tool
+def find_user_id_by_name_zip(ctx: RetailContext, first_name: str, last_name: str, zip: str) -> str:
+    """Find a user id by first name, last name and zip code, if the user cannot be found by email.
+
+    Args:
+        first_name: The first name of the user, such as 'John'.
+        last_name: The last name of the user, such as 'Doe'.
+        zip: The zip code of the user's address, such as '12345'.
+    """
+    with ctx.db.connect() as conn:
+        return operations.find_user_id_by_name_zip(conn, first_name, last_name, zip)
+
+
+@tool
+def get_user_details(ctx: RetailContext, user_id: str) -> str:
+    """Get the details of a user: name, address, email, payment methods and order ids.
+
+    Args:
+        user_id: The user id, such as 'sara_doe_496'.
+    """
+    with ctx.db.connect() as conn:
+        return json.dumps(get_user(conn, user_id))
+
+
+@tool
+def get_order_details(ctx: RetailContext, order_id: str) -> str:
+    """Get the status and details of an order: items, fulfillments and payments.
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+    """
+    with ctx.db.connect() as conn:
+        return json.dumps(get_order(conn, order_id))
+
+
+@tool
+def get_product_details(ctx: RetailContext, product_id: str) -> str:
+    """Get a product with all its variant items: their options, availability and price.
+
+    Args:
+        product_id: The product id, such as '6086499569'; not an item id.
+    """
+    with ctx.db.connect() as conn:
+        return json.dumps(get_product(conn, product_id))
+
+
+@tool
+def list_all_product_types(ctx: RetailContext) -> str:
+    """List the name and product id of every product type in the store (there are 50)."""
+    with ctx.db.connect() as conn:
+        return json.dumps(operations.list_all_product_types(conn))
+
+
+@tool
+def calculate(expression: str) -> str:
+    """Calculate the result of an arithmetic expression, rounded to 2 decimals.
+
+    Args:
+        expression: Numbers, + - * /, parentheses and spaces only, such as '2 + 2'.
+    """
+    return operations.calculate(expression)
+
+
+@tool
+def transfer_to_human_agents(summary: str) -> str:
+    """Transfer the user to a human agent, only if they ask for one or the policy and tools cannot solve the issue.
+
+    Args:
+        summary: A summary of the user's issue.
+    """
+    return "Transfer successful"
+
+
+@tool(requires_approval=True)
+def cancel_pending_order(ctx: RetailContext, order_id: str, reason: str) -> str:
+    """Cancel a pending order and refund its payments (gift cards at once, others in 5-7 business days).
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+        reason: 'no longer needed' or 'ordered by mistake'.
+    """
+    with ctx.db.begin() as conn:
+        return json.dumps(operations.cancel_pending_order(conn, order_id, reason))
+
+
+@tool(requires_approval=True)
+def modify_pending_order_address(
+    ctx: RetailContext, order_id: str, address1: str, address2: str, city: str, state: str, country: str, zip: str
+) -> str:
+    """Change the shipping address of a pending order.
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+        address1: The first line of the address, such as '123 Main St'.
+        address2: The second line, such as 'Apt 1', or ''.
+        city: The city, such as 'San Francisco'.
+        state: The state, such as 'CA'.
+        country: The country, such as 'USA'.
+        zip: The zip code, such as '12345'.
+    """
+    with ctx.db.begin() as conn:
+        order = operations.modify_pending_order_address(conn, order_id, address1, address2, city, state, country, zip)
+        return json.dumps(order)
+
+
+@tool(requires_approval=True)
+def modify_pending_order_payment(ctx: RetailContext, order_id: str, payment_method_id: str) -> str:
+    """Pay a pending order (with a single payment) with another method of the user; the old one is refunded.
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+        payment_method_id: The new method, such as 'gift_card_0000000' (a gift card must cover the amount).
+    """
+    with ctx.db.begin() as conn:
+        return json.dumps(operations.modify_pending_order_payment(conn, order_id, payment_method_id))
+
+
+@tool(requires_approval=True)
+def modify_pending_order_items(
+    ctx: RetailContext, order_id: str, item_ids: list[str], new_item_ids: list[str], payment_method_id: str
+) -> str:
+    """Swap items of a pending order for other variants of the same products, once per order (collect them all).
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+        item_ids: The item ids to replace, such as '1008292230'; repeat an id held several times.
+        new_item_ids: The new item ids, position by position: available variants of the same products.
+        payment_method_id: The method that pays or receives the price difference (a gift card must cover it).
+    """
+    with ctx.db.begin() as conn:
+        order = operations.modify_pending_order_items(conn, order_id, item_ids, new_item_ids, payment_method_id)
+        return json.dumps(order)
+
+
+@tool(requires_approval=True)
+def modify_user_address(
+    ctx: RetailContext, user_id: str, address1: str, address2: str, city: str, state: str, country: str, zip: str
+) -> str:
+    """Change the default address of a user; existing orders keep theirs.
+
+    Args:
+        user_id: The user id, such as 'sara_doe_496'.
+        address1: The first line of the address, such as '123 Main St'.
+        address2: The second line, such as 'Apt 1', or ''.
+        city: The city, such as 'San Francisco'.
+        state: The state, such as 'CA'.
+        country: The country, such as 'USA'.
+        zip: The zip code, such as '12345'.
+    """
+    with ctx.db.begin() as conn:
+        return json.dumps(operations.modify_user_address(conn, user_id, address1, address2, city, state, country, zip))
+
+
+@tool(requires_approval=True)
+def return_delivered_order_items(ctx: RetailContext, order_id: str, item_ids: list[str], payment_method_id: str) -> str:
+    """Request the return of items of a delivered order (an order is returned or exchanged only once).
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+        item_ids: The item ids to return, such as '1008292230'; repeat an id held several times.
+        payment_method_id: The refund's method: the order's original method or a gift card of the user.
+    """
+    with ctx.db.begin() as conn:
+        return json.dumps(operations.return_delivered_order_items(conn, order_id, item_ids, payment_method_id))
+
+
+@tool(requires_approval=True)
+def exchange_delivered_order_items(
+    ctx: RetailContext, order_id: str, item_ids: list[str], new_item_ids: list[str], payment_method_id: str
+) -> str:
+    """Request an exchange of items of a delivered order for other variants of the same products (once per order).
+
+    Args:
+        order_id: The order id, such as '#W0000000' (with the '#').
+        item_ids: The item ids to exchange, such as '1008292230'; repeat an id held several times.
+        new_item_ids: The new item ids, position by position: available variants of the same products.
+        payment_method_id: The method that pays or receives the price difference (a gift card must cover it).
+    """
+    with ctx.db.begin() as conn:
+        order = operations.exchange_delivered_order_items(conn, order_id, item_ids, new_item_ids, payment_method_id)
+        return json.dumps(order)
 
 
 TOOLS: dict[str, Tool[..., str]] = {
-    operation.__name__: retail_tool(operation, requires_approval=operation in WRITE_OPERATIONS)
-    for operation in ALL_OPERATIONS
+    t.name: t
+    for t in (
+        *(find_user_id_by_email, find_user_id_by_name_zip, get_user_details, get_order_details, get_product_details),
+        *(list_all_product_types, calculate, transfer_to_human_agents, cancel_pending_order),
+        *(modify_pending_order_address, modify_pending_order_payment, modify_pending_order_items, modify_user_address),
+        *(return_delivered_order_items, exchange_delivered_order_items),
+    )
 }
-"""All 15 tools by name; the 7 write tools require approval."""
+"""All 15 tools by name: 8 reads, then the 7 writes."""
 
-WRITE_TOOLS: frozenset[str] = frozenset(operation.__name__ for operation in WRITE_OPERATIONS)
-"""The names of the tools that change the database."""
+WRITE_TOOLS = frozenset(name for name, t in TOOLS.items() if t.requires_approval)
+"""The tools that change the database; each call needs an approval."""
 
-IDENTIFICATION_TOOLS: frozenset[str] = frozenset({"find_user_id_by_email", "find_user_id_by_name_zip"})
+IDENTIFICATION_TOOLS = frozenset({"find_user_id_by_email", "find_user_id_by_name_zip"})
 """The tools that authenticate the customer: a successful call returns their user id."""

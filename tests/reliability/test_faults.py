@@ -360,7 +360,7 @@ async def test_an_interceptor_returning_garbage() -> None:
     def sloppy(call: InterceptContext) -> Any:
         return 42
 
-    with pytest.raises(UserError, match=r"sloppy returned 42 in PRE_ACT"):
+    with pytest.raises(UserError, match=r"sloppy \(in PRE_ACT\) returned 42; return None"):
         await interceptor_agents([]).run("Go.", interceptors=[sloppy])
 
 

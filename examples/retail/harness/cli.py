@@ -1,0 +1,226 @@
+"""Command line of the retail example: `python -m examples.retail`.
+
+Without options it replays the gold calls of all 114 tau2 retail tasks concurrently, each
+through its own desk of replay models on its own in-memory SQLite database, checks every
+call against `tasks.json` and `expected_outcomes.json` and every final database against
+its hash, and prints a report with the trace of one task. `--task ID` replays one task and
+prints its whole trace. `--model provider:name` lets a real model drive the desk on one
+task instead (no verification: it prints the conversation).
+
+The exit code is 0 only if everything matched (with `--model`: if the run finished), 1
+otherwise, and 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TextIO
+
+import anyio
+import sqlalchemy as sa
+
+from cogent import ToolApprovalItem, format_trace
+from cogent.exceptions import UserError
+from cogent.models import Model, infer_model
+
+from ..desk import FRONT_DESK, OWNER, build_desk
+from .database import DatabaseTemplate, canonical_db, changed_records
+from .replay import TaskReport, replay_tasks, run_task
+from .tasks import TaskPlan, load_plans
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser(task_ids: Sequence[str]) -> argparse.ArgumentParser:
+    """Return the parser of `python -m examples.retail` (add options here).
+
+    Args:
+        task_ids: The valid task ids, in order (for the help text).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.retail",
+        description="Replay the gold calls of the tau2 retail tasks through the cogent desk and verify them.",
+    )
+    parser.add_argument(
+        "--task", metavar="ID", help=f"replay only this task ({task_ids[0]} to {task_ids[-1]}) and print its trace"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="PROVIDER:NAME",
+        help="drive the desk with a real model, e.g. openai:gpt-4o-mini, on --task (default 0); no verification",
+    )
+    return parser
+
+
+class _Progress:
+    """A one-line progress bar on a terminal (nothing when the output is not a TTY)."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.enabled = stream.isatty()
+
+    def advance(self, report: TaskReport) -> None:
+        self.done += 1
+        if self.enabled:
+            filled = 30 * self.done // self.total
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} tasks")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
+def _sample(plans: Sequence[TaskPlan]) -> TaskPlan:
+    """Return the first task whose calls involve the most agents of the desk."""
+    return max(plans, key=lambda plan: len({OWNER[call.name] for call in plan.calls}))
+
+
+def _print_checks(report: TaskReport, out: TextIO, *, only_problems: bool) -> None:
+    for call in report.calls:
+        if only_problems and call.matched:
+            continue
+        added = "" if call.expected.gold else " (identification added by the replay)"
+        verdict = "ok      " if call.matched else "MISMATCH"
+        print(f"    {verdict} [{call.expected.call_id}] {call.expected.name}{added}", file=out)
+        for problem in call.problems:
+            print(f"             {problem}", file=out)
+    for record in report.unplanned:
+        print(f"    MISMATCH [{record.call_id}] {record.name}: not in the plan ({record.agent} made it)", file=out)
+    if report.error is not None:
+        print(f"    the run failed: {report.error!r}", file=out)
+    elif not report.db_matched:
+        print(f"    final DB {report.final_db_sha256} != {report.plan.final_db_sha256}", file=out)
+
+
+def _print_report(reports: Sequence[TaskReport], seconds: float, out: TextIO) -> bool:
+    """Print the replay's numbers and every mismatch; return whether everything matched."""
+    gold = sum(len(r.plan.gold_calls) for r in reports)
+    added = [call for r in reports for call in r.identifications]
+    tasks_ok = sum(r.matched for r in reports)
+    requests = sum(r.usage.requests for r in reports)
+    tool_calls = sum(r.usage.tool_calls for r in reports)
+    print(f"tau2 retail: gold calls of {len(reports)} task(s) replayed through the desk, each on its own DB", file=out)
+    print(f"  tasks matched    {tasks_ok}/{len(reports)}", file=out)
+    print(f"  calls matched    {sum(r.gold_calls_matched for r in reports)}/{gold}", file=out)
+    print(f"  final DB hashes  {sum(r.db_matched for r in reports)}/{len(reports)}", file=out)
+    print(
+        f"  identifications  {sum(c.matched for c in added)}/{len(added)} added where the gold list starts after "
+        "authentication",
+        file=out,
+    )
+    print(f"  approvals        {sum(len(r.approvals) for r in reports)} writes approved by the handler", file=out)
+    print(f"  wall time        {seconds:.3f} s ({len(reports) / seconds:.1f} tasks/s)", file=out)
+    print(f"  model requests   {requests}; tool calls and delegations {tool_calls}", file=out)
+    for report in reports:
+        if not report.matched:
+            print(f"  task {report.plan.task_id} FAILED", file=out)
+            _print_checks(report, out, only_problems=True)
+    return tasks_ok == len(reports)
+
+
+async def _replay(
+    plans: Sequence[TaskPlan],
+    sample: TaskPlan,
+    databases: Callable[[], AbstractContextManager[sa.Engine]],
+    *,
+    width: int,
+    out: TextIO,
+) -> int:
+    """Replay `plans` on `databases`, print the report and `sample`'s trace and checks; return the exit code."""
+    progress = _Progress(len(plans), out)
+    started = time.perf_counter()
+    reports = await replay_tasks(plans, databases, on_done=progress.advance)
+    seconds = time.perf_counter() - started
+    progress.close()
+    ok = _print_report(reports, seconds, out)
+    report = reports[plans.index(sample)]
+    if report.error is None:
+        print(f"\ntrace of task {sample.task_id}:", file=out)
+        print(format_trace(report.trace, width=width), file=out)
+        print(f"\ncalls of task {sample.task_id}, checked against tasks.json and expected_outcomes.json:", file=out)
+        _print_checks(report, out, only_problems=False)
+    return 0 if ok else 1
+
+
+async def _drive(model: Model, plan: TaskPlan, template: DatabaseTemplate, out: TextIO) -> int:
+    """Let a real model run the desk on one task and print the conversation; return the exit code."""
+
+    def confirm(item: ToolApprovalItem) -> None:
+        print(
+            f"  [approval] {item.agent_name} wants {item.tool_name} {item.arguments}: the customer says yes", file=out
+        )
+
+    print(f"customer: {plan.opening}", file=out)
+    with template.fresh() as db:
+        report = await run_task(build_desk(model), plan, db, deadline_seconds=300, on_approval=confirm)
+        with db.connect() as conn:
+            changed = changed_records(template.initial, canonical_db(conn))
+    if report.error is None:
+        print(f"\ntrace:\n{format_trace(report.trace, width=200)}", file=out)
+        print(f"\n{FRONT_DESK}: {report.output}", file=out)
+    else:
+        print(f"\nthe run failed: {report.error!r}", file=out)
+        return 1
+    records = [f"{table} {key}" for table, found in changed.items() for key in found]
+    print(f"\nchanged records: {', '.join(records) or 'none'}", file=out)
+    same = "yes" if report.db_matched else "no"
+    print(f"final database equals the gold outcome: {same} (informational, not verified)", file=out)
+    print(f"gold calls made as in tasks.json: {report.gold_calls_matched}/{len(plan.gold_calls)}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Run the command line.
+
+    Args:
+        argv: The arguments (default: `sys.argv[1:]`).
+        out: Where the report goes.
+
+    Returns:
+        The exit code: 0 if everything matched (with `--model`: if the run finished),
+        1 on a mismatch or a failed run, 2 on a usage error.
+    """
+    with DatabaseTemplate() as template:
+        plans = load_plans(template.initial)
+        ids = [plan.task_id for plan in plans]
+        parser = build_parser(ids)
+        args = parser.parse_args(argv)
+        if args.task is not None and args.task not in ids:
+            parser.error(f"argument --task: there is no task {args.task!r}; the task ids are {ids[0]} to {ids[-1]}")
+        if args.model is None:
+            if args.task is None:
+                return anyio.run(lambda: _replay(plans, _sample(plans), template.fresh, width=100, out=out))
+            one = plans[ids.index(args.task)]
+            return anyio.run(lambda: _replay([one], one, template.fresh, width=100_000, out=out))
+        try:
+            model = _model(args.model)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        plan = plans[ids.index(args.task or "0")]
+        return anyio.run(lambda: _drive(model, plan, template, out))
+
+
+def _model(name: str) -> Model:
+    """Return the model that `--model` names.
+
+    Raises:
+        UserError: If it cannot be used: an OpenAI model without `OPENAI_API_KEY`, an
+            unknown provider, or a provider whose extra is not installed.
+    """
+    if name.startswith("openai:") and not os.environ.get("OPENAI_API_KEY"):
+        raise UserError(
+            f"--model {name} needs an API key: set OPENAI_API_KEY (and OPENAI_BASE_URL for another "
+            "OpenAI-compatible server), or leave out --model to replay the gold calls offline."
+        )
+    try:
+        return infer_model(name)
+    except (ImportError, UserError) as exc:
+        raise UserError(f"--model {name} cannot be used: {exc}") from exc
