@@ -40,6 +40,7 @@ from ._workflow import (
     resolve_class,
     run_workflow,
     take_back_resources,
+    wait_for_result,
 )
 
 if TYPE_CHECKING:
@@ -94,8 +95,9 @@ class DurableAgent(Generic[ContextT, OutputT]):
 
     Raises:
         UserError: If an argument cannot work, the agent's `context_type` has a field that
-            cannot be checkpointed (the error names it and the fix: mark it a `Resource`),
-            two different subagents share a name, or another durable agent has this name.
+            cannot be checkpointed (the error names it and the fix: mark it a `Resource`) or
+            a resource field without a default and there is no `resources` factory, two
+            different subagents share a name, or another durable agent has this name.
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class DurableAgent(Generic[ContextT, OutputT]):
         ):
             raise UserError(f"{where} got approval_timeout={approval_timeout!r}; pass a positive number of seconds.")
         RunOptions(interceptors=interceptors, approval_handler=approval_handler).check(agent.name)
-        context_layout(agent.context_type)  # a field that cannot be checkpointed fails here
+        _check_resources(agent.context_type, resources, where)  # also: a field that cannot be checkpointed
         self._agent = agent
         self._resources = resources
         self._release = release
@@ -255,9 +257,10 @@ class DurableAgent(Generic[ContextT, OutputT]):
 
         Raises:
             UserError: For misuse (bad arguments, a context field that cannot be
-                checkpointed, a context class not defined at module level), or if DBOS
-                is not launched.
+                checkpointed, a context class not defined at module level, a required
+                resource field without a `resources` factory).
             AgentRunError: And its subclasses, as `Agent.run()` raises them.
+            dbos.DBOSException: If DBOS is not launched in this process.
         """
         request, ctx = self._request(task, context, run_id, message_history, usage_limits, max_depth, max_requests)
         resources = {name: getattr(ctx, name) for name in context_layout(type(ctx)).resource_fields}
@@ -365,6 +368,7 @@ class DurableAgent(Generic[ContextT, OutputT]):
             raise UserError(f"{where} got run_id={run_id!r}; pass a non-empty str or None.")
         ctx = _coerce(context, where)
         cls = type(ctx)
+        _check_resources(cls, self._resources, where)
         path = class_path(cls)
         if "<locals>" in path or resolve_class(path) is not cls:
             raise UserError(
@@ -471,6 +475,17 @@ class DurableAgent(Generic[ContextT, OutputT]):
         await _decide(run_id, item, approved=False, always=always, client=client)
 
 
+def _check_resources(cls: type[RunContext], resources: ResourceFactory | None, where: str) -> None:
+    """Refuse a context class that cannot be checkpointed, or whose resources a recovered run could not make."""
+    required = context_layout(cls).required_resources
+    if required and resources is None:
+        raise UserError(
+            f"{where} has no resources= factory, but {cls.__qualname__}'s resource field(s) "
+            f"{', '.join(sorted(required))} have no default; a run resumed in another process needs them made "
+            "fresh: pass DurableAgent(resources=lambda state: {...})."
+        )
+
+
 def _coerce(context: Any, where: str) -> RunContext:
     if context is None:
         return RunContext()
@@ -487,7 +502,7 @@ def _coerce(context: Any, where: str) -> RunContext:
 async def _reply_text(handle: WorkflowHandleAsync[Any]) -> str:
     """Return a finished workflow's reply; a failure recorded by DBOS is rebuilt as its cogent class."""
     try:
-        text = await handle.get_result()
+        text = await wait_for_result(handle)
     except PortableWorkflowError as error:
         raise rebuild(describe(error)) from None
     assert isinstance(text, str)

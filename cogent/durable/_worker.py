@@ -71,6 +71,7 @@ class Worker:
         queue: The queue to serve (`DurableAgent.enqueue(queue=...)`).
         concurrency: The most runs of the queue this process executes at once, or `None`.
         global_concurrency: The most runs of the queue executing at once in all processes, or `None`.
+        polling_interval: Seconds between two looks at the queue (DBOS's default: 1).
         heartbeat_interval: Seconds between heartbeats (PostgreSQL only).
         dead_after: Seconds of silence after which a worker counts as dead (PostgreSQL only).
 
@@ -85,6 +86,7 @@ class Worker:
         queue: str = DEFAULT_QUEUE,
         concurrency: int | None = None,
         global_concurrency: int | None = None,
+        polling_interval: float = 1.0,
         heartbeat_interval: float = 5.0,
         dead_after: float = 60.0,
     ) -> None:
@@ -94,7 +96,11 @@ class Worker:
         for name, value in (("concurrency", concurrency), ("global_concurrency", global_concurrency)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UserError(f"Worker() got {name}={value!r}; pass an int of 1 or more, or None.")
-        for name, seconds in (("heartbeat_interval", heartbeat_interval), ("dead_after", dead_after)):
+        for name, seconds in (
+            ("polling_interval", polling_interval),
+            ("heartbeat_interval", heartbeat_interval),
+            ("dead_after", dead_after),
+        ):
             if (
                 isinstance(seconds, bool)
                 or not isinstance(seconds, int | float)
@@ -122,12 +128,16 @@ class Worker:
         self._queue = queue
         self._concurrency = concurrency
         self._global_concurrency = global_concurrency
+        self._polling_interval = float(polling_interval)
 
     async def __aenter__(self) -> Self:
         DBOS(config=self._config)
         DBOS.launch()
         await DBOS.register_queue_async(
-            self._queue, worker_concurrency=self._concurrency, global_concurrency=self._global_concurrency
+            self._queue,
+            worker_concurrency=self._concurrency,
+            global_concurrency=self._global_concurrency,
+            polling_interval_sec=self._polling_interval,
         )
         if self._liveness is not None:
             await anyio.to_thread.run_sync(self._liveness.start)

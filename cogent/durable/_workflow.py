@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
 from dbos import DBOS, SetWorkflowID, WorkflowSerializationFormat
 from pydantic_core import to_json
 
@@ -36,12 +37,28 @@ from ._codec import RunReply, RunRequest, trace_to_data
 from ._steps import DurableSteps
 
 if TYPE_CHECKING:
+    from dbos import WorkflowHandleAsync
+
     from ..agent import Agent
 
-__all__ = ["WORKFLOW_NAME", "Registered", "lookup", "register", "run_workflow", "start_child", "unregister"]
+__all__ = [
+    "WORKFLOW_NAME",
+    "Registered",
+    "give_resources",
+    "lookup",
+    "register",
+    "resolve_class",
+    "run_workflow",
+    "start_child",
+    "take_back_resources",
+    "wait_for_result",
+]
 
 WORKFLOW_NAME = "cogent.run"
 """The DBOS name of the workflow (what an enqueue names)."""
+_FIRST_POLL, _LAST_POLL = 0.05, 1.0
+_CHILD_POLL = 0.2
+"""Seconds between two looks at a child workflow that runs elsewhere (after a recovery)."""
 
 
 class Registered(Protocol):
@@ -96,12 +113,6 @@ def register(durable: Registered) -> None:
     _registry[durable.name] = durable
 
 
-def unregister(durable: Registered) -> None:
-    """Forget `durable` (its runs can no longer execute in this process)."""
-    if _registry.get(durable.name) is durable:
-        del _registry[durable.name]
-
-
 def lookup(name: str) -> Registered:
     """Return the durable agent registered as `name`.
 
@@ -132,9 +143,28 @@ async def start_child(child_id: str, request: RunRequest, resources: dict[str, A
     try:
         with SetWorkflowID(child_id):
             handle = await DBOS.start_workflow_async(run_workflow, request.model_dump_json())
-        return await handle.get_result()
+        # Never cancelled: DBOS records `getResult` as an operation of this workflow once the
+        # result is in, and a wait cancelled while it records would record it twice.
+        text = await handle.get_result(polling_interval_sec=_CHILD_POLL)
+        assert isinstance(text, str)
+        return text
     finally:
         _live_resources.pop(child_id, None)
+
+
+async def wait_for_result(handle: WorkflowHandleAsync[Any]) -> Any:
+    """Return a workflow's result, polling the database with a growing interval (0.05 s to 1 s).
+
+    Outside workflows only (a round cut short inside a workflow could record `getResult`
+    twice). A handle of a workflow that runs elsewhere polls the database at a fixed
+    interval (DBOS's default: 1 s); rounds that double return a quick run's result
+    quickly and poll a long one rarely.
+    """
+    interval = _FIRST_POLL
+    while True:
+        with anyio.move_on_after(interval):
+            return await handle.get_result(polling_interval_sec=interval)
+        interval = min(interval * 2, _LAST_POLL)
 
 
 def give_resources(workflow_id: str, resources: dict[str, Any]) -> None:

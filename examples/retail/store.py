@@ -29,6 +29,7 @@ __all__ = [
     "OPTIONAL_ORDER_FIELDS",
     "Record",
     "RetailError",
+    "applied_writes",
     "fulfillments",
     "get_order",
     "get_product",
@@ -160,6 +161,14 @@ payments = sa.Table(
     sa.Column("amount", sa.Double, nullable=False),
     sa.Column("payment_method_id", sa.String, nullable=False),
 )
+
+applied_writes = sa.Table(
+    "applied_writes",
+    METADATA,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("result", sa.Text, nullable=False),
+)
+"""The writes made by durable runs, by idempotency key, with their results (not part of the store's records)."""
 
 
 @functools.cache

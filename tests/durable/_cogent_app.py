@@ -294,6 +294,7 @@ async def worker(args: argparse.Namespace) -> Any:
         ),
         queue=QUEUE,
         concurrency=args.concurrency,
+        polling_interval=0.1,
         heartbeat_interval=0.2,
         dead_after=1.5,
     ):

@@ -48,18 +48,18 @@ async def _pending(app: CogentApp, durable: Any, client: DBOSClient, run_id: str
 
 
 async def test_a_waiting_run_is_resumed_by_a_decision_sent_from_another_process(
-    zygote: Zygote, baseline: tuple[dict[str, Any], list[str]], tmp_path: Path
+    zygote: Zygote, baseline: tuple[dict[str, Any], list[str]], fast_path: Path
 ) -> None:
     """Kill the waiting process, decide from a client, recover: the run ends approved, no step ran twice."""
     from ._cogent_app import APP_NAME, waiting
 
-    app = CogentApp(tmp_path)
+    app = CogentApp(fast_path)
     env = app.env(COGENT_APPROVAL="wait")
     client = DBOSClient(
         system_database_url=app.database_url, serializer=DBOSPortableJSONSerializer(), application_name=APP_NAME
     )
     try:
-        zygote.start(app.argv("run"), env, tmp_path / "a")
+        zygote.start(app.argv("run"), env, fast_path / "a")
         [item] = await _pending(app, waiting, client, "case-1")
         assert (item.tool_name, item.agent_name, json.loads(item.arguments)) == ("refund", "desk", {"order_id": "o-1"})
         assert zygote.kill().returncode == -9  # the process dies while the run waits
@@ -71,7 +71,7 @@ async def test_a_waiting_run_is_resumed_by_a_decision_sent_from_another_process(
         with pytest.raises(UserError, match="waits for approval"):
             await waiting.approve("another-case", item, client=client)
 
-        zygote.start(app.argv("recover"), env, tmp_path / "c")
+        zygote.start(app.argv("recover"), env, fast_path / "c")
         client.send("case-1", {"approved": True}, "cogent.approval:" + "0" * 32)  # another item's topic
         assert zygote.poll(1.5) is None  # still waiting
         assert await waiting.pending_approvals("case-1", client=client) == [item]

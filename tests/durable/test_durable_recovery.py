@@ -27,12 +27,12 @@ KILLS_PER_CHAIN = 10
 
 @pytest.mark.parametrize("seed", [20260, 7])
 def test_a_run_killed_at_random_steps_finishes_as_an_uninterrupted_run(
-    seed: int, zygote: Zygote, baseline: tuple[dict[str, Any], list[str]], tmp_path: Path
+    seed: int, zygote: Zygote, baseline: tuple[dict[str, Any], list[str]], fast_path: Path
 ) -> None:
     """Ten SIGKILLs at seeded random steps: the run completes with the same result, and no checkpointed step reran."""
     expected, steps = baseline
     rng = random.Random(seed)
-    app = CogentApp(tmp_path)
+    app = CogentApp(fast_path)
     log = app.log
     kills: list[tuple[int, str]] = []
     in_step_kills = 0
@@ -45,11 +45,11 @@ def test_a_run_killed_at_random_steps_finishes_as_an_uninterrupted_run(
         mode = rng.choice(["in", "after"])
         command = "run" if not kills else "recover"
         env = app.env(COGENT_KILL_AT=str(at), COGENT_KILL_MODE=mode)
-        died = zygote.run(app.argv(command), env, tmp_path / f"p{len(kills)}")
+        died = zygote.run(app.argv(command), env, fast_path / f"p{len(kills)}")
         assert died.returncode == -9, f"kill at {at} ({mode}) did not happen: {died.stderr[-2000:]}"
         kills.append((at, mode))
         in_step_kills += mode == "in"
-    final = result_of(zygote.run(app.argv("recover"), app.env(), tmp_path / "final"))
+    final = result_of(zygote.run(app.argv("recover"), app.env(), fast_path / "final"))
     print(f"seed {seed}: kill points (execution, mode) {kills}")
 
     assert {mode for _, mode in kills} == {"in", "after"}

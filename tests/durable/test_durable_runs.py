@@ -40,9 +40,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def dbos_url(tmp_path: Path) -> Iterator[str]:
+def dbos_url(fast_path: Path) -> Iterator[str]:
     """A DBOS instance on a SQLite file (the test launches it in its loop); destroyed after the test."""
-    url = f"sqlite:///{tmp_path / 'dbos.sqlite'}"
+    url = f"sqlite:///{fast_path / 'dbos.sqlite'}"
     DBOS(config=durable_config("cogent-durable-runs", url, log_level="WARNING",
                                notification_listener_polling_interval_sec=0.05))  # fmt: skip
     executed.clear()
@@ -320,7 +320,7 @@ async def test_an_unanswered_call_counts_as_rejected_after_the_approval_timeout(
 async def test_permanent_decisions_on_the_callers_context_are_checkpointed_with_the_run(dbos_url: str) -> None:
     """`always_approve` recorded before the run applies in it (from its input) and is in the result's context."""
     DBOS.launch()
-    await DBOS.register_queue_async("in-process")
+    await DBOS.register_queue_async("in-process", polling_interval_sec=0.1)
     script = ["(the history's answer)", ToolCall("pay", {"amount": 5}), "done"]  # steps count the history's
     durable = DurableAgent(_agent("desk", script), name="always")
     ctx = Shop(user_id="u-1")

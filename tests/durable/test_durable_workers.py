@@ -55,12 +55,12 @@ def _run_of(key: str) -> str:
 
 
 async def test_a_killed_workers_runs_are_finished_by_the_other(
-    postgres_database: str, baseline: tuple[dict[str, Any], list[str]], tmp_path: Path
+    postgres_database: str, baseline: tuple[dict[str, Any], list[str]], fast_path: Path
 ) -> None:
     """Kill w1 mid-run: w2 finishes all six runs, nothing lost, no write twice, no checkpointed step rerun."""
     from ._cogent_app import APP_NAME, APP_VERSION, QUEUE, durable, new_context, trace_lines
 
-    app = CogentApp(tmp_path, postgres_database)
+    app = CogentApp(fast_path, postgres_database)
     env = app.env(COGENT_STEP_SECONDS="0.05")
     workers = {
         name: start_app("worker", "--db", postgres_database, "--executor", name, app="durable._cogent_app", env=env)
