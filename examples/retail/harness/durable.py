@@ -118,7 +118,8 @@ class TaskDatabases:
                 engine = sa.create_engine(f"sqlite:///{self.directory / f'task-{task_id}.sqlite'}")
             else:
                 url = sa.make_url(self.database_url).set(drivername="postgresql+psycopg")
-                engine = sa.create_engine(url, execution_options={"schema_translate_map": {None: f"task_{task_id}"}})
+                # The task's schema first on the search path: every statement (the hasher's raw SQL too) uses it.
+                engine = sa.create_engine(url, connect_args={"options": f"-c search_path=task_{task_id}"})
             self._engines[task_id] = engine
         return engine
 
