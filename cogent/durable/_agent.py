@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -113,6 +114,9 @@ class DurableAgent(Generic[ContextT, OutputT]):
     ) -> None:
         from ..agent import Agent
 
+        caller = inspect.currentframe()
+        caller = caller.f_back if caller is not None else None
+        self._origin = (caller.f_code.co_filename, caller.f_lineno) if caller is not None else ("", 0)
         if not isinstance(agent, Agent):
             raise UserError(f"DurableAgent() needs an Agent, got {type(agent).__qualname__}.")
         where = f"DurableAgent({agent.name!r})"
@@ -153,6 +157,11 @@ class DurableAgent(Generic[ContextT, OutputT]):
     def name(self) -> str:
         """The agent's key in this process's registry of durable agents."""
         return self._name
+
+    @property
+    def origin(self) -> tuple[str, int]:
+        """Where this durable agent was constructed (file, line): constructing it again there replaces it."""
+        return self._origin
 
     @property
     def agent(self) -> Agent[ContextT, OutputT]:

@@ -69,6 +69,10 @@ class Registered(Protocol):
         """The registry key."""
 
     @property
+    def origin(self) -> tuple[str, int]:
+        """Where it was constructed (file, line)."""
+
+    @property
     def resources(self) -> ResourceFactory | None:
         """Makes a restored context's resources."""
 
@@ -101,11 +105,14 @@ handles, used instead of the factory when the workflow runs here."""
 def register(durable: Registered) -> None:
     """Make `durable` findable by the workflow under its name.
 
+    A durable agent constructed again at the same place (a module or notebook cell run
+    again) replaces the earlier one.
+
     Raises:
-        UserError: If another durable agent has that name in this process.
+        UserError: If a durable agent constructed elsewhere has that name in this process.
     """
     held = _registry.get(durable.name)
-    if held is not None and held is not durable:
+    if held is not None and held is not durable and held.origin != durable.origin:
         raise UserError(
             f"A DurableAgent named {durable.name!r} already exists in this process; recovered runs find their "
             "agent by name, so give each durable agent its own name (DurableAgent(agent, name=...))."
