@@ -27,6 +27,7 @@ __all__ = [
     "DATA_DIR",
     "METADATA",
     "OPTIONAL_ORDER_FIELDS",
+    "WRITES_METADATA",
     "Record",
     "RetailError",
     "applied_writes",
@@ -162,13 +163,16 @@ payments = sa.Table(
     sa.Column("payment_method_id", sa.String, nullable=False),
 )
 
+WRITES_METADATA = sa.MetaData()
+"""The table durable runs add to a task's database (not part of the store's schema)."""
+
 applied_writes = sa.Table(
     "applied_writes",
-    METADATA,
+    WRITES_METADATA,
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("result", sa.Text, nullable=False),
 )
-"""The writes made by durable runs, by idempotency key, with their results (not part of the store's records)."""
+"""The writes made by durable runs, by idempotency key, with their results (see `tools._write`)."""
 
 
 @functools.cache

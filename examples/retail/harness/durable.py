@@ -53,7 +53,7 @@ from cogent.models import Model, ModelRequestParameters
 
 from ..context import RetailContext
 from ..desk import SPECIALISTS, build_desk
-from ..store import applied_writes
+from ..store import WRITES_METADATA, applied_writes
 from ..tools import TOOLS
 from .database import DatabaseTemplate, load_database
 from .hashing import CanonicalHasher
@@ -136,7 +136,10 @@ class TaskDatabases:
                     conn.connection.driver_connection.backup(copy)  # type: ignore[union-attr]
                 finally:
                     copy.close()
-            _harness.create_all(sa.create_engine(f"sqlite:///{partial}"))
+            engine = sa.create_engine(f"sqlite:///{partial}")
+            _harness.create_all(engine)
+            WRITES_METADATA.create_all(engine)
+            engine.dispose()
             partial.rename(path)
             return
         engine = self.engine(task_id)
@@ -145,6 +148,7 @@ class TaskDatabases:
         if not sa.inspect(engine).has_table("received_calls"):
             load_database(engine, template.initial)
             _harness.create_all(engine)
+            WRITES_METADATA.create_all(engine)
 
     def dispose(self) -> None:
         """Close every engine of this process."""
