@@ -32,6 +32,7 @@ The groups (one module each, registered in `benchmarks.registry.GROUP_MODULES`):
 - D (`delegation`): delegation chains of depth 1 to 64: cost per level, linearity.
 - E (`interceptors`): A with 0, 1 and 5 PRE_ACT interceptors.
 - F (`cold_start`): `import cogent`, the provider SDKs it loads, decorating 100 tools.
+- T (`telemetry`, optional: needs opentelemetry-sdk): OpenTelemetry instrumentation, per span.
 
 To add a group, write a module that defines `GROUP = benchmarks.registry.Group(...)` with
 its `timings` and `figures` (see `benchmarks.registry`), and list it in `GROUP_MODULES`.

@@ -45,6 +45,7 @@ GROUP_MODULES = (
     "benchmarks.interceptors",
     "benchmarks.cold_start",
     "benchmarks.durable",
+    "benchmarks.telemetry",
 )
 """The modules that define a group, in the order the groups run and are reported."""
 

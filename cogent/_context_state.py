@@ -50,8 +50,9 @@ from typing import Annotated, Any, TypeAlias, TypeVar, get_args, get_origin, get
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
 
+from ._decisions import ApprovalRecord
 from ._resources import Resource
-from .context import RunContext, _ApprovalRecord
+from .context import RunContext
 from .exceptions import UserError
 
 __all__ = [
@@ -311,7 +312,7 @@ def import_decisions(context: RunContext, data: Any) -> None:
     """
     try:
         records = {
-            str(name): _ApprovalRecord(approved=_decision(r["approved"]), rejected=_decision(r["rejected"]))
+            str(name): ApprovalRecord(approved=_decision(r["approved"]), rejected=_decision(r["rejected"]))
             for name, r in data["records"].items()
         }
         per_item = {str(key): value for key, value in data["per_item"].items() if type(value) is bool}

@@ -140,9 +140,10 @@ class FunctionSchema:
         with_arguments: Whether to build the argument validator and JSON schema (tools only).
 
     Raises:
-        UserError: If the signature cannot work: two context parameters, `*args` or
-            `**kwargs`, positional-only parameters (tools), or an annotation that cannot
-            be resolved once resolution is attempted.
+        UserError: If the signature cannot work: none Python can inspect (a builtin such
+            as `int`), two context parameters, `*args` or `**kwargs`, positional-only
+            parameters (tools), or an annotation that cannot be resolved once resolution
+            is attempted.
     """
 
     def __init__(
@@ -158,7 +159,13 @@ class FunctionSchema:
         self.is_async = inspect.iscoroutinefunction(inspect.unwrap(func)) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
         )
-        self.signature = inspect.signature(func)
+        try:
+            self.signature = inspect.signature(func)
+        except (ValueError, TypeError) as exc:  # builtins such as `int` have no inspectable signature
+            raise UserError(
+                f"{owner} has no signature Python can inspect ({exc}); wrap it in a function (def or lambda) "
+                "whose parameters are named."
+            ) from None
         self._localns = localns
         self._with_arguments = with_arguments
         self._resolved = False

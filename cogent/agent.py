@@ -8,7 +8,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 import anyio
 import anyio.from_thread
@@ -16,18 +16,22 @@ import sniffio
 from typing_extensions import TypeVar
 
 from . import _run
+from ._run.hooks import Instrumentation
 from ._run.spec import build_output, build_spec
 from ._run.tree import DEFAULT_MAX_REQUESTS, RunOptions
 from ._signature import InjectedCall, caller_namespace
 from .context import RunContext
 from .events import FinalResultEvent, StreamEvent
-from .exceptions import ContextTypeError, UserError
+from .exceptions import AgentRunError, ContextTypeError, UserError
 from .interceptors import Interceptor
 from .messages import Message
 from .models import Model, close_loop_resources, infer_model
 from .result import RunResult, RunState
-from .tools import AgentTool, AnyTool, BaseTool, Tool, Toolset
+from .tools import AgentTool, AnyTool, BaseTool, NestedRuns, Tool, Toolset, nested_runs
 from .usage import UsageLimits
+
+if TYPE_CHECKING:
+    from .telemetry import InstrumentationSettings
 
 __all__ = ["Agent"]
 
@@ -64,6 +68,11 @@ class Agent(Generic[ContextT, OutputT]):
         parallel_tool_calls: Run the tool calls of one response concurrently.
         allow_truncated_output: Accept a final answer the model cut off at its token limit
             (`result.finish_reason == "length"`); by default it is an `UnexpectedModelBehavior`.
+        instrument: OpenTelemetry spans for this agent's runs (see `cogent.telemetry`): `True`
+            (the global tracer provider, no message content), `InstrumentationSettings(...)`,
+            `False` (never), or `None` to follow `cogent.telemetry.instrument_all()` (and, for
+            a run started inside an instrumented run's tool, that run). The top-level agent's
+            setting applies to its whole run tree. Needs `cogent-context[otel]`.
 
     Raises:
         UserError: If the configuration cannot work (a wrong type, duplicate tool names,
@@ -89,6 +98,7 @@ class Agent(Generic[ContextT, OutputT]):
         tool_errors: Literal["model", "raise"] = "model",
         parallel_tool_calls: bool = True,
         allow_truncated_output: bool = False,
+        instrument: bool | InstrumentationSettings | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise UserError("Agent needs a non-empty name= string; it names the agent in traces and delegations.")
@@ -126,6 +136,7 @@ class Agent(Generic[ContextT, OutputT]):
         self.tool_errors = tool_errors
         self.parallel_tool_calls = parallel_tool_calls
         self.allow_truncated_output = allow_truncated_output
+        self._instrument = _instrumentation(where, instrument)
         self.instructions = instructions
         self.interceptors: tuple[Interceptor, ...] = _interceptors(where, interceptors)
         self._instructions: InjectedCall | str | None = (
@@ -150,6 +161,18 @@ class Agent(Generic[ContextT, OutputT]):
         """The agent's tools: its own, then one `AgentTool` per subagent (toolsets' tools are
         listed when an execution opens them)."""
         return tuple(self._spec.tools.values())
+
+    @property
+    def instrument(self) -> Instrumentation | Literal[False] | None:
+        """The agent's telemetry setting (`instrument=`; `True` reads back as `InstrumentationSettings()`).
+
+        Assigning it takes what `instrument=` takes, checked the same way.
+        """
+        return self._instrument
+
+    @instrument.setter
+    def instrument(self, value: bool | InstrumentationSettings | None) -> None:
+        self._instrument = _instrumentation(f"Agent {self.name!r}", value)
 
     @property
     def toolsets(self) -> tuple[Toolset, ...]:
@@ -342,12 +365,14 @@ class Agent(Generic[ContextT, OutputT]):
 
         Inside a sync tool (which runs in an anyio worker thread) the run executes on the
         caller's event loop, and its own sync tools draw threads from a separate pool, so
-        nested runs never deadlock; elsewhere it starts an event loop of its own and
+        nested runs never deadlock; it ends with the tool call (a cancellation, timeout or
+        deadline of the call cancels it, on asyncio and trio); elsewhere it starts an event loop of its own and
         closes the model clients it opened on it before returning.
 
         Raises:
             UserError: If called from async code on an event loop's thread; use
                 `await agent.run(...)` there.
+            AgentRunError: Inside a sync tool, if the tool call ended before the run finished.
         """
         options = RunOptions(
             context=context,
@@ -360,7 +385,9 @@ class Agent(Generic[ContextT, OutputT]):
         )
         where = _thread_kind()
         if where == "worker":
-            result: RunResult[ContextT, OutputT] = anyio.from_thread.run(_run.run_agent, self, input, options)
+            result: RunResult[ContextT, OutputT] = anyio.from_thread.run(
+                _run_nested, self, input, options, nested_runs()
+            )
             return result
         if where == "loop":
             raise UserError(
@@ -438,6 +465,28 @@ class Agent(Generic[ContextT, OutputT]):
             raise failure[0]
 
 
+async def _run_nested(
+    agent: Agent[Any, Any],
+    input: str | RunState,  # noqa: A002
+    options: RunOptions,
+    nested: NestedRuns | None,
+) -> Any:
+    """Run on the event loop for `run_sync` called in a sync tool's worker thread; the run ends
+    with the tool call that started it (see `NestedRuns`).
+
+    Raises:
+        AgentRunError: If the tool call ended (cancelled, timed out) before this run finished.
+    """
+    if nested is None:  # a worker thread the application started itself
+        return await _run.run_agent(agent, input, options)
+    with nested.track():
+        return await _run.run_agent(agent, input, options)
+    raise AgentRunError(
+        f"Agent {agent.name!r}.run_sync() was cancelled: the tool call that started it ended (cancelled, or past "
+        "its timeout or deadline) before the nested run finished."
+    )
+
+
 async def _run_owning_loop(agent: Agent[Any, Any], input: str | RunState, options: RunOptions) -> Any:  # noqa: A002
     """Run on an event loop `run_sync` started, then close the model clients opened on it (their
     sockets must not outlive the loop). A failure to close never hides the run's own error."""
@@ -464,6 +513,19 @@ def _thread_kind() -> Literal["worker", "loop", "plain"]:
     except sniffio.AsyncLibraryNotFoundError:
         return "plain"
     return "loop"
+
+
+def _instrumentation(where: str, instrument: Any) -> Instrumentation | Literal[False] | None:
+    if instrument is None or instrument is False or isinstance(instrument, Instrumentation):
+        return instrument
+    if instrument is True:
+        from .telemetry import InstrumentationSettings  # OpenTelemetry is imported only when asked for
+
+        return InstrumentationSettings()
+    raise UserError(
+        f"{where} has instrument={instrument!r}; pass True, False, None or "
+        "cogent.telemetry.InstrumentationSettings(...)."
+    )
 
 
 def _check_int(where: str, name: str, value: Any, low: int) -> None:

@@ -19,12 +19,20 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from pydantic_core import SchemaSerializer, core_schema
 from typing_extensions import dataclass_transform
 
-from ._resources import Resource
+from ._decisions import (
+    APPROVALS_ATTR,
+    ApprovalRecord,
+    ApprovalStatus,
+    ApprovalStore,
+    ToolApprovalItem,
+    decision_key,
+)
+from ._resources import Resource, SpanAttribute
 from ._secrets import MASK, is_secret_name, masked_repr
 from .core import generate_id, now_utc
 from .exceptions import UserError
@@ -39,6 +47,7 @@ __all__ = [
     "Resource",
     "RetryContext",
     "RunContext",
+    "SpanAttribute",
     "TaskContext",
     "TimedContext",
     "ToolApprovalItem",
@@ -84,58 +93,6 @@ class _NeutralParams:
 def _neutral(cls: type[Any]) -> type[Any]:
     cls.__dataclass_params__ = _NeutralParams(cls.__dataclass_params__)
     return cls
-
-
-# --- Approvals ---------------------------------------------------------------------
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class ToolApprovalItem:
-    """A tool call that needs a human (or a handler) to approve or reject it."""
-
-    tool_name: str
-    """The tool the model wants to call."""
-    call_id: str
-    """The id of the tool call."""
-    arguments: str
-    """The arguments the call will run with, as JSON text: what the approver approves."""
-    agent_name: str
-    """The agent whose model made the call."""
-    approval_id: str = ""
-    """Binds a decision to exactly this call: a digest of the run, the delegation path, the
-    call id, the tool and the arguments, set by the run loop. A decision recorded for this
-    item never covers another call, another run or other arguments."""
-
-
-ApprovalStatus = Literal["approved", "rejected", "undecided"]
-"""What `RunContext.approval_status()` answers."""
-
-
-@dataclass(kw_only=True, slots=True)
-class _ApprovalRecord:
-    """One tool's decisions, as the OpenAI Agents SDK's `RunContextWrapper` keeps them."""
-
-    approved: bool | list[str] = field(default_factory=list)
-    """`True` (always), `False` (never, after an `always_reject`) or the approved call ids."""
-    rejected: bool | list[str] = field(default_factory=list)
-    """`True` (always) or the rejected call ids."""
-
-
-@dataclass(kw_only=True, slots=True)
-class _ApprovalStore:
-    """The approval decisions of one context, its execution copies and its children."""
-
-    records: dict[str, _ApprovalRecord] = field(default_factory=dict)
-    """Per tool: permanent decisions and per-call-id decisions (`is_tool_approved`)."""
-    per_item: dict[str, bool] = field(default_factory=dict)
-    """Per-call decisions by approval id (what the run loop matches: one call of one run)."""
-
-
-_APPROVALS_ATTR = "_cogent_approvals"
-
-
-def _decision_key(item: ToolApprovalItem) -> str:
-    return item.approval_id or f"{item.tool_name}\0{item.call_id}\0{item.arguments}"
 
 
 class Running(NamedTuple):
@@ -263,7 +220,7 @@ class RunContext(metaclass=_ContextMeta):
         new = cls.__new__(cls)
         state = new.__dict__
         state.update(self.__dict__)
-        state.pop(_APPROVALS_ATTR, None)
+        state.pop(APPROVALS_ATTR, None)
         for name in _slot_names(cls):
             if hasattr(self, name):
                 object.__setattr__(new, name, getattr(self, name))
@@ -273,8 +230,8 @@ class RunContext(metaclass=_ContextMeta):
         """The state `pickle` and `copy.deepcopy()` copy: the fields, never the approval decisions."""
         state = super().__getstate__()
         attributes = state[0] if isinstance(state, tuple) else state
-        if isinstance(attributes, dict) and _APPROVALS_ATTR in attributes:
-            attributes = {k: v for k, v in attributes.items() if k != _APPROVALS_ATTR}
+        if isinstance(attributes, dict) and APPROVALS_ATTR in attributes:
+            attributes = {k: v for k, v in attributes.items() if k != APPROVALS_ATTR}
             state = (attributes, state[1]) if isinstance(state, tuple) else attributes
         return state
 
@@ -284,11 +241,11 @@ class RunContext(metaclass=_ContextMeta):
     # `dataclasses.replace()` copies start without decisions; the run loop shares the store
     # with the execution copy of a run (`result.context`) and with child contexts.
 
-    def _approvals(self) -> _ApprovalStore:
-        held: _ApprovalStore | RunContext | None = self.__dict__.get(_APPROVALS_ATTR)
+    def _approvals(self) -> ApprovalStore:
+        held: ApprovalStore | RunContext | None = self.__dict__.get(APPROVALS_ATTR)
         if held is None:
-            held = _ApprovalStore()
-            object.__setattr__(self, _APPROVALS_ATTR, held)
+            held = ApprovalStore()
+            object.__setattr__(self, APPROVALS_ATTR, held)
         elif isinstance(held, RunContext):  # shares the decisions of the context it was made from
             return held._approvals()
         return held
@@ -312,7 +269,7 @@ class RunContext(metaclass=_ContextMeta):
             return "approved"
         if record is not None and record.rejected is True:
             return "rejected"
-        decision = store.per_item.get(_decision_key(item))
+        decision = store.per_item.get(decision_key(item))
         if decision is None:
             return "undecided"
         return "approved" if decision else "rejected"
@@ -394,12 +351,12 @@ class RunContext(metaclass=_ContextMeta):
                 f"got {type(item).__qualname__}."
             )
         store = self._approvals()
-        record = store.records.setdefault(item.tool_name, _ApprovalRecord())
+        record = store.records.setdefault(item.tool_name, ApprovalRecord())
         if always:
             record.approved = approve
             record.rejected = [] if approve else True
             return
-        store.per_item[_decision_key(item)] = approve
+        store.per_item[decision_key(item)] = approve
         opposite = record.rejected if approve else record.approved
         if isinstance(opposite, list) and item.call_id in opposite:
             opposite.remove(item.call_id)
@@ -434,7 +391,7 @@ def _slot_names(cls: type[Any]) -> tuple[str, ...]:
 def consume_decision(ctx: RunContext, item: ToolApprovalItem) -> None:
     """Forget the per-call decision for `item` once the run loop acted on it (it covers one call)."""
     store = ctx._approvals()
-    if store.per_item.pop(_decision_key(item), None) is None:
+    if store.per_item.pop(decision_key(item), None) is None:
         return
     record = store.records.get(item.tool_name)
     if record is not None:
@@ -449,8 +406,8 @@ def share_approvals(target: RunContext, source: RunContext) -> None:
     Nothing is allocated until a decision is recorded or asked for: `target` refers to the
     context that owns (or will own) the decisions.
     """
-    held = source.__dict__.get(_APPROVALS_ATTR)
-    object.__setattr__(target, _APPROVALS_ATTR, held if isinstance(held, RunContext) else source)
+    held = source.__dict__.get(APPROVALS_ATTR)
+    object.__setattr__(target, APPROVALS_ATTR, held if isinstance(held, RunContext) else source)
 
 
 def current_context() -> RunContext:
@@ -540,9 +497,9 @@ class RetryContext(RunContext, metaclass=_ContextMeta):
     `ModelRetry` or an argument validation error) receives a copy of the context with
     `retry_count` set to the number of failures so far and `is_retry=True`.
     `max_retries` bounds the retries of each tool in runs using this context. Only
-    instances of this class (and `ExecutionContext`) get the retry copy: a class of your
-    own that merely has fields with these names (e.g. the spec's hand-written
-    `ExecutionContext`) keeps them as plain data.
+    instances of this class (and its subclasses, `ExecutionContext` included) get this
+    behaviour: a hand-written class that merely has fields of these names (like the
+    spec's own `RetryContext`) keeps them as plain data; inherit from this class instead.
     """
 
     retry_count: int = field(default=0, kw_only=True)

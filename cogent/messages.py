@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field, TypeAdapter
 
+from ._json import json_text, parse_json
 from .usage import Usage
 
 __all__ = [
@@ -189,7 +190,7 @@ def messages_to_json(messages: list[Message]) -> str:
     Returns:
         JSON text that `messages_from_json` turns back into an equal list.
     """
-    return _messages_adapter().dump_json(messages).decode()
+    return json_text(messages, _messages_adapter())
 
 
 def messages_from_json(data: str | bytes) -> list[Message]:
@@ -204,4 +205,4 @@ def messages_from_json(data: str | bytes) -> list[Message]:
     Raises:
         pydantic.ValidationError: If `data` is not a valid message history.
     """
-    return _messages_adapter().validate_json(data)
+    return parse_json(_messages_adapter(), data)

@@ -29,6 +29,7 @@ from typing import Generic
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypeVar
 
+from ._json import json_text, parse_json
 from .context import RunContext, ToolApprovalItem
 from .events import TraceEvent
 from .exceptions import RunStateError, UserError
@@ -102,7 +103,7 @@ class RunState:
         Returns:
             JSON text that `from_json` accepts with the same key.
         """
-        payload = _state_adapter().dump_json(self).decode()
+        payload = json_text(self, _state_adapter())
         return json.dumps(
             {"format": _FORMAT, "version": _VERSION, "payload": payload, "hmac_sha256": _sign(payload, key)}
         )
@@ -147,7 +148,7 @@ class RunState:
                 "edited state."
             )
         try:
-            return _state_adapter().validate_json(payload)
+            return parse_json(_state_adapter(), payload)
         except ValidationError as exc:
             raise RunStateError(f"The saved RunState is signed but not a valid state: {exc}") from None
 

@@ -13,10 +13,11 @@ def get_user_orders(ctx: AppContext, status: str = "open") -> str:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -263,12 +264,29 @@ class Tool(BaseTool, Generic[P, R]):
         if not self.threaded:
             return func(**arguments)
         level = _thread_level.get()
+        nested = NestedRuns()
 
         def in_thread() -> Any:
             _thread_level.set(level + 1)  # this thread's copy of the context: nested runs see it
-            return func(**arguments)
+            _nested_runs.set(nested)
+            value = func(**arguments)
+            # trio refuses a coroutine returned from a worker thread (a TypeError about trio itself):
+            # hand it back boxed, so the run loop reports the missing await (e.g. `agent.run` for run_sync).
+            return _Unawaited(value) if inspect.iscoroutine(value) else value
 
-        return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+        try:
+            value = await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+        finally:
+            nested.close()  # the call is over (or cancelled and its thread abandoned): so are its nested runs
+        return value.coroutine if isinstance(value, _Unawaited) else value
+
+
+@dataclass(frozen=True, slots=True)
+class _Unawaited:
+    """A coroutine a sync tool returned from its worker thread, carried back to the event loop."""
+
+    coroutine: Any
+    """The coroutine nobody awaited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +302,52 @@ class _CallPlan:
 
 
 _thread_level: ContextVar[int] = ContextVar("cogent_tool_thread_level", default=0)
+
+
+class NestedRuns:
+    """The runs a sync tool's thread started with `agent.run_sync()`, which end with the tool call.
+
+    On trio, a thread that its caller abandoned (the call was cancelled, or its deadline or
+    timeout passed) runs its calls into the event loop in the system nursery, outside the
+    cancelled task; without this, a nested run would go on (requests, tool side effects)
+    after the run that started it ended. Used on the event loop's thread only.
+    """
+
+    __slots__ = ("closed", "scopes")
+
+    def __init__(self) -> None:
+        self.scopes: set[anyio.CancelScope] = set()
+        """The cancel scopes of the nested runs in progress."""
+        self.closed = False
+        """Whether the tool call ended: nested runs started later are cancelled at once."""
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[anyio.CancelScope]:
+        """Run a nested run inside the yielded cancel scope, cancelled when the tool call ends."""
+        with anyio.CancelScope() as scope:
+            if self.closed:
+                scope.cancel()
+            self.scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self.scopes.discard(scope)
+
+    def close(self) -> None:
+        """Cancel the nested runs still in progress, and any started from now on."""
+        self.closed = True
+        for scope in self.scopes:
+            scope.cancel()
+
+
+_nested_runs: ContextVar[NestedRuns | None] = ContextVar("cogent_nested_runs", default=None)
+
+
+def nested_runs() -> NestedRuns | None:
+    """Return the nested runs of the sync tool call this worker thread runs, if it runs one."""
+    return _nested_runs.get()
+
+
 _level_limiters: RunVar[dict[int, anyio.CapacityLimiter]] = RunVar("cogent_tool_thread_limiters")
 
 

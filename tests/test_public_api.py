@@ -37,6 +37,7 @@ USER_MODULES = [
     "cogent.models.openai",
     "cogent.models.anthropic",
     "cogent.mcp",
+    "cogent.telemetry",
     "cogent.messages",
     "cogent.usage",
     "cogent.exceptions",

@@ -25,9 +25,10 @@ from ..context import RunContext, running
 from ..exceptions import DelegationDepthExceeded, UserError
 from ..result import RunResult, RunState
 from ..usage import Usage
-from . import context_rules, history, resume
+from . import context_rules, history, hooks, resume
 from .execution import Execution
 from .outcomes import Interrupted
+from .spec import spec_of
 from .tree import RunOptions, RunTree, WorkBudget
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def run_agent(
         approval_handler=handler,
         max_depth=min(options.max_depth, enclosing.tree.max_depth) if enclosing is not None else options.max_depth,
         emit=options.emit,
+        observer=hooks.observer_for(agent.instrument, enclosing.tree.observer if enclosing is not None else None),
     )
     depth = 0 if enclosing is None else enclosing.depth + 1
     if depth > tree.max_depth:
@@ -98,6 +100,10 @@ def run_agent(
             "cycle of nested agent.run() calls? Check the tools that start runs."
         )
     exec_ctx = context_rules.execution_copy(ctx, agent, task)
+    if state is not None:
+        # A context that cannot serve the agent fails before the state is claimed: it stays resumable.
+        spec = spec_of(agent)
+        context_rules.check_context(agent, exec_ctx, spec, spec.tools)
     return _run(Execution(agent, exec_ctx, tree, task, messages, depth=depth, path=(), trace=[]), state)
 
 

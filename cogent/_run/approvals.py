@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 from collections.abc import Sequence
 from typing import Any, Literal, TypeAlias
 
-from pydantic_core import to_json
-
+from .._json import json_text
 from .._signature import InjectedCall
 from ..context import RunContext, ToolApprovalItem, consume_decision
 from ..exceptions import UserError
@@ -26,16 +26,17 @@ Decision: TypeAlias = Literal["approved", "rejected", "pending"]
 
 def arguments_text(arguments: dict[str, Any]) -> str:
     """Return validated arguments as the JSON text an approver sees and the call runs with."""
-    return to_json(arguments, fallback=str).decode()
+    return json_text(arguments)
 
 
 def approval_id(run_id: str, path: Sequence[str], call_id: str, tool_name: str, arguments: str) -> str:
-    """Return the digest that binds a decision to exactly one call (32 hex characters)."""
-    digest = hashlib.sha256()
-    for part in (run_id, "/".join(path), call_id, tool_name, arguments):
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-    return digest.hexdigest()[:32]
+    """Return the digest that binds a decision to exactly one call (32 hex characters).
+
+    The parts are encoded as one JSON array, so no choice of ids (a model may name a call
+    "a/b", or put a NUL in it) makes two different calls encode alike.
+    """
+    encoded = json.dumps([run_id, list(path), call_id, tool_name, arguments], ensure_ascii=True)
+    return hashlib.sha256(encoded.encode("ascii")).hexdigest()[:32]
 
 
 def pending_item(

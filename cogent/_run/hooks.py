@@ -7,6 +7,9 @@
 - `Observer`: who watches the run as it happens. The telemetry integration
   (`cogent.telemetry`) opens a span per agent execution, model request and tool call, and
   turns trace events (approvals, retries, refusals, interceptor stops) into span events.
+  An `Instrumentation` (`cogent.telemetry.InstrumentationSettings`) makes the observer of a
+  run: `observer_for` picks it from the top-level agent's `instrument=`, the run that
+  encloses a nested run, or the default `cogent.telemetry.instrument_all()` sets.
 
 A run without integrations has neither (`RunTree.steps` and `RunTree.observer` are `None`):
 the loop then performs the steps inline and pays nothing for the seams.
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from .execution import Execution
     from .outcomes import CallOutcome, ExecutionOutcome
 
-__all__ = ["Observer", "Span", "Steps"]
+__all__ = ["Instrumentation", "Observer", "Span", "Steps", "observer_for", "set_default_instrumentation"]
 
 
 class Steps:
@@ -97,8 +100,8 @@ class Span:
     def outcome(self, outcome: CallOutcome) -> None:
         """A tool call came to `outcome`."""
 
-    def finished(self, output: Any) -> None:
-        """An agent execution produced `output`."""
+    def finished(self, outcome: ExecutionOutcome) -> None:
+        """An agent execution came to `outcome` (its output, or an interruption for approvals)."""
 
 
 class Observer(ABC):
@@ -115,8 +118,10 @@ class Observer(ABC):
         """Around one agent execution (the top-level run, or a delegation's subagent)."""
 
     @abstractmethod
-    def request_span(self, ex: Execution, model: Model, params: ModelRequestParameters) -> AbstractContextManager[Span]:
-        """Around one model request."""
+    def request_span(
+        self, ex: Execution, model: Model, messages: list[Message], params: ModelRequestParameters
+    ) -> AbstractContextManager[Span]:
+        """Around one model request of `messages`."""
 
     @abstractmethod
     def call_span(self, ex: Execution, call: ToolCall, tool: AnyTool | None) -> AbstractContextManager[Span]:
@@ -125,3 +130,38 @@ class Observer(ABC):
     @abstractmethod
     def event(self, ex: Execution, event: TraceEvent) -> None:
         """A trace event was recorded in `ex` (approvals, retries, refusals, interceptor results...)."""
+
+
+class Instrumentation(ABC):
+    """A telemetry configuration: what `Agent(instrument=...)` and `instrument_all()` take."""
+
+    @abstractmethod
+    def observer(self) -> Observer:
+        """Return the observer of a run instrumented with this configuration."""
+
+
+_default: list[Instrumentation | None] = [None]
+"""The configuration of runs whose agent says nothing (`instrument=None`), set by
+`cogent.telemetry.instrument_all()`."""
+
+
+def set_default_instrumentation(instrumentation: Instrumentation | None) -> None:
+    """Instrument the runs of agents with `instrument=None` with `instrumentation` (or none)."""
+    _default[0] = instrumentation
+
+
+def observer_for(setting: Instrumentation | bool | None, enclosing: Observer | None) -> Observer | None:
+    """Return the observer of a run whose top-level agent has `instrument=setting`.
+
+    Args:
+        setting: The agent's `instrument`: `False` is never, a configuration is that one,
+            `None` is the run's that encloses it (a run started inside a tool), else the default.
+        enclosing: The observer of the enclosing run, if any.
+    """
+    if setting is None:
+        if enclosing is not None:
+            return enclosing
+        setting = _default[0]
+    if isinstance(setting, Instrumentation):
+        return setting.observer()
+    return None

@@ -189,7 +189,7 @@ async def run_phase(
 ) -> PhaseOutcome:
     """`dispatch`, awaited when it needs to be (for the phases off the per-call path)."""
     outcome = dispatch(phase, handlers, ic, ctx, on_error)
-    return await outcome if isinstance(outcome, Coroutine) else outcome
+    return outcome if isinstance(outcome, Proceed | End | UseValue) else await outcome
 
 
 async def _dispatch_async(

@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
+from .._json import valid_utf8
+
 __all__ = ["error_text", "to_text", "validation_problem"]
 
 
@@ -21,7 +23,7 @@ def to_text(value: Any) -> str:
     surrogates become U+FFFD, so the text is always valid UTF-8.
     """
     if isinstance(value, str):
-        return _valid_utf8(value)
+        return valid_utf8(value)
     try:
         text = to_json(value).decode()
     except (PydanticSerializationError, ValueError, TypeError, RecursionError):
@@ -35,13 +37,13 @@ def to_text(value: Any) -> str:
             )
         else:
             text = _safe(value, lambda: str(value))
-    return _valid_utf8(text)
+    return valid_utf8(text)
 
 
 def error_text(exc: BaseException) -> str:
     """Return `Error: <message>` for the model (the class name when the message is empty)."""
     message = _safe(exc, lambda: str(exc))
-    return _valid_utf8(f"Error: {message or type(exc).__name__}")
+    return valid_utf8(f"Error: {message or type(exc).__name__}")
 
 
 def _safe(value: object, *renderers: Callable[[], object]) -> str:
@@ -52,16 +54,6 @@ def _safe(value: object, *renderers: Callable[[], object]) -> str:
         except Exception:  # noqa: S112 - try the next rendering
             continue
     return f"<{type(value).__qualname__} that cannot be shown>"
-
-
-def _valid_utf8(text: str) -> str:
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: pair what pairs, replace the rest
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
 
 
 def validation_problem(name: str, exc: Exception) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
+from .._json import utf8_safe, valid_utf8
 from ..exceptions import UserError
 from ..messages import (
     FinishReason,
@@ -217,7 +218,8 @@ def _assistant(response: ModelResponse) -> list[dict[str, Any]]:
 
 
 def map_messages(messages: list[Message], instructions: str | None) -> tuple[str | None, list[dict[str, Any]]]:
-    """Map a cogent history (plus the instructions) to the `system` text and the Messages API turns.
+    """Map a cogent history (plus the instructions) to the `system` text and the Messages API turns
+    (lone surrogates, which UTF-8 cannot encode, become U+FFFD).
 
     Consecutive user-side entries (tool results, retry prompts, user text) form one user turn,
     tool results first, as the API requires after parallel tool calls.
@@ -249,4 +251,5 @@ def map_messages(messages: list[Message], instructions: str | None) -> tuple[str
             user({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content, "is_error": True})
         else:
             user({"type": "text", "text": m.content})
-    return ("\n\n".join(system) or None), turns
+    # A lone surrogate anywhere would fail the request (it must be UTF-8): it becomes U+FFFD.
+    return (valid_utf8("\n\n".join(system)) or None), utf8_safe(turns)

@@ -58,6 +58,9 @@ class Model(ABC):
 
     name: str = "model"
     """The model's name, as recorded in responses and traces."""
+    provider_name: str = "unknown"
+    """Who serves the model, as the OpenTelemetry GenAI conventions' `gen_ai.provider.name`
+    names it (`"openai"`, `"anthropic"`, ...); telemetry records it on each request's span."""
 
     @abstractmethod
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:

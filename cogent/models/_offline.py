@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import operator
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
@@ -45,6 +46,8 @@ class FunctionModel(Model):
         name: The model name recorded in responses.
     """
 
+    provider_name = "cogent"  # an offline model of cogent's own
+
     def __init__(
         self,
         fn: Callable[[list[Message], ModelRequestParameters], Reply | Awaitable[Reply]],
@@ -84,6 +87,8 @@ class ScriptedModel(Model):
         UnexpectedModelBehavior: (from `request`) when the history is longer than the script.
     """
 
+    provider_name = "cogent"  # an offline model of cogent's own
+
     def __init__(self, steps: Sequence[Reply], *, name: str = "scripted") -> None:
         self.steps = [_to_response(step, name) for step in steps]
         self.name = name
@@ -95,7 +100,7 @@ class ScriptedModel(Model):
             UnexpectedModelBehavior: If the history has as many model responses as the script
                 has steps.
         """
-        step = sum(1 for m in messages if isinstance(m, ModelResponse))
+        step = operator.countOf(map(type, messages), ModelResponse)  # in C: one script step per response
         if step >= len(self.steps):
             raise UnexpectedModelBehavior(
                 f"ScriptedModel {self.name!r} has {len(self.steps)} steps but was asked for step {step + 1} "
@@ -118,6 +123,8 @@ class TestModel(Model):
     """
 
     __test__ = False  # not a pytest test class
+
+    provider_name = "cogent"  # an offline model of cogent's own
 
     def __init__(self, *, seed: int = 0, name: str = "test") -> None:
         self.seed = seed

@@ -24,6 +24,7 @@ from openai.types.chat import (
 )
 from openai.types.completion_usage import CompletionUsage
 
+from .._json import utf8_safe
 from ..exceptions import UserError
 from ..messages import (
     FinishReason,
@@ -354,7 +355,8 @@ def _assistant(response: ModelResponse, send_reasoning: bool) -> dict[str, Any]:
 
 
 def map_messages(messages: list[Message], instructions: str | None, *, send_reasoning: bool) -> list[dict[str, Any]]:
-    """Map a cogent history (plus the instructions) to Chat Completions messages.
+    """Map a cogent history (plus the instructions) to Chat Completions messages (lone
+    surrogates, which UTF-8 cannot encode, become U+FFFD).
 
     Raises:
         UserError: If a tool call in the history has no id.
@@ -373,4 +375,4 @@ def map_messages(messages: list[Message], instructions: str | None, *, send_reas
             mapped.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
         else:
             mapped.append({"role": "user", "content": m.content})
-    return mapped
+    return utf8_safe(mapped)  # type: ignore[no-any-return]  # a lone surrogate anywhere would fail the request

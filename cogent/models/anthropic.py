@@ -113,6 +113,8 @@ class AnthropicModel(Model):
             credentials are given and none are set in the environment.
     """
 
+    provider_name = "anthropic"
+
     def __init__(
         self,
         model_name: str,

@@ -112,6 +112,8 @@ class OpenAIModel(Model):
             is given and `OPENAI_API_KEY` is not set.
     """
 
+    provider_name = "openai"
+
     def __init__(
         self,
         model_name: str,

@@ -819,9 +819,9 @@ def portals() -> Iterator[list[BlockingPortal]]:
 
 
 @pytest.mark.slow
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(text=argument_texts)
 def test_arbitrary_json_arguments_many_examples(portals: list[BlockingPortal], text: str) -> None:
-    """The same property over 10,000 examples, each checked on both asyncio and trio."""
+    """The same property over 2,000 examples, each checked on both asyncio and trio."""
     for portal in portals:
         portal.call(check_arguments, text)

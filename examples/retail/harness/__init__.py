@@ -5,5 +5,6 @@
 - `tasks`: the plan of each task, from `tasks.json` and `expected_outcomes.json`.
 - `replay`: the offline replay models, `run_task` (one task through a desk, checked) and
   `replay_tasks` (many, concurrently).
+- `telemetry`: `--otel`, the replay's OpenTelemetry spans in a file, checked against the traces.
 - `cli`: the command line, `python -m examples.retail`.
 """

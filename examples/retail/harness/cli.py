@@ -5,7 +5,9 @@ through its own desk of replay models on its own in-memory SQLite database, chec
 call against `tasks.json` and `expected_outcomes.json` and every final database against
 its hash, and prints a report with the trace of one task. `--task ID` replays one task and
 prints its whole trace. `--model provider:name` lets a real model drive the desk on one
-task instead (no verification: it prints the conversation).
+task instead (no verification: it prints the conversation). `--otel [FILE]` also exports
+the replay's OpenTelemetry spans to FILE (one JSON span per line), checks from the file that
+each task's span tree equals its trace, and prints the span count and one task's tree.
 
 `--durable` replays the tasks as durable runs on DBOS instead (see `harness.durable`):
 each task's database persists (SQLite files, or `--database-url` PostgreSQL), writes are
@@ -25,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
@@ -77,7 +79,20 @@ def build_parser(task_ids: Sequence[str]) -> argparse.ArgumentParser:
         metavar="PROVIDER:NAME",
         help="drive the desk with a real model, e.g. openai:gpt-4o-mini, on --task (default 0); no verification",
     )
+    parser.add_argument(
+        "--otel",
+        metavar="FILE",
+        nargs="?",
+        type=Path,
+        const=Path(OTEL_FILE),
+        help=f"export the replay's OpenTelemetry spans to FILE (default {OTEL_FILE}), one JSON span per line, and "
+        "check each task's span tree against its trace (needs opentelemetry-sdk)",
+    )
     return parser
+
+
+OTEL_FILE = "retail-spans.jsonl"
+"""Where `--otel` writes the spans by default (in the current directory)."""
 
 
 class _Progress:
@@ -155,11 +170,20 @@ async def _replay(
     *,
     width: int,
     out: TextIO,
+    otel: Path | None = None,
 ) -> int:
-    """Replay `plans` on `databases`, print the report and `sample`'s trace and checks; return the exit code."""
+    """Replay `plans` on `databases`, print the report and `sample`'s trace and checks; return the exit code.
+
+    With `otel`, the spans are exported to that file, checked against the traces, and
+    `sample`'s span tree is printed.
+    """
     progress = _Progress(len(plans), out)
     started = time.perf_counter()
-    reports = await replay_tasks(plans, databases, on_done=progress.advance)
+    if otel is not None:
+        from .telemetry import exporting  # the OpenTelemetry SDK only when asked for
+
+    with exporting(otel) if otel is not None else nullcontext():
+        reports = await replay_tasks(plans, databases, on_done=progress.advance)
     seconds = time.perf_counter() - started
     progress.close()
     ok = _print_report(reports, seconds, out)
@@ -169,7 +193,27 @@ async def _replay(
         print(format_trace(report.trace, width=width), file=out)
         print(f"\ncalls of task {sample.task_id}, checked against tasks.json and expected_outcomes.json:", file=out)
         _print_checks(report, out, only_problems=False)
+    if otel is not None:
+        ok = _print_export(otel, reports, report, out) and ok
     return 0 if ok else 1
+
+
+def _print_export(path: Path, reports: Sequence[TaskReport], sample: TaskReport, out: TextIO) -> bool:
+    """Check the exported spans against the traces, print the count and `sample`'s tree; return whether all match."""
+    from .telemetry import check_export, read_spans, span_tree
+
+    spans = read_spans(path)
+    check = check_export(spans, reports)
+    matched = len(check.spans_per_task) - len({p.split(":")[0] for p in check.problems if p.startswith("task ")})
+    print(f"\nOpenTelemetry: {len(spans)} spans of {len(reports)} task(s) exported to {path}", file=out)
+    print(f"  span trees equal to the traces  {matched}/{len(reports)}", file=out)
+    for problem in check.problems:
+        print(f"  MISMATCH {problem}", file=out)
+    if sample.error is None and sample.plan.task_id in check.spans_per_task:
+        count = check.spans_per_task[sample.plan.task_id]
+        print(f"\nspan tree of task {sample.plan.task_id} ({count} spans):", file=out)
+        print(span_tree(spans, str(sample.trace[0].task_id)), file=out)
+    return not check.problems
 
 
 async def _drive(model: Model, plan: TaskPlan, template: DatabaseTemplate, out: TextIO) -> int:
@@ -218,15 +262,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         if args.task is not None and args.task not in ids:
             parser.error(f"argument --task: there is no task {args.task!r}; the task ids are {ids[0]} to {ids[-1]}")
         if args.durable or args.crash_every or args.database_url:
-            if not args.durable or args.model is not None or args.crash_every < 0:
-                parser.error("--crash-every and --database-url go with --durable, which replays (no --model)")
+            if not args.durable or args.model is not None or args.otel is not None or args.crash_every < 0:
+                parser.error("--crash-every and --database-url go with --durable, which replays (no --model or --otel)")
             chosen = [plans[ids.index(args.task)]] if args.task is not None else list(plans)
             return _durable(chosen, template, args.crash_every, args.seed, args.database_url, out)
         if args.model is None:
             if args.task is None:
-                return anyio.run(lambda: _replay(plans, _sample(plans), template.fresh, width=100, out=out))
+                return anyio.run(
+                    lambda: _replay(plans, _sample(plans), template.fresh, width=100, out=out, otel=args.otel)
+                )
             one = plans[ids.index(args.task)]
-            return anyio.run(lambda: _replay([one], one, template.fresh, width=100_000, out=out))
+            return anyio.run(lambda: _replay([one], one, template.fresh, width=100_000, out=out, otel=args.otel))
+        if args.otel is not None:
+            parser.error("argument --otel: the export is checked against the replay; leave out --model")
         try:
             model = _model(args.model)
         except UserError as exc:

@@ -1,0 +1,1 @@
+"""Tests for OpenTelemetry instrumentation: span trees, conventions, lineage, secrecy, concurrency."""
