@@ -23,6 +23,7 @@ from pydantic_core import to_json
 from .._context_state import ResourceFactory, dump_state, export_decisions, import_decisions, restore
 from .._run import context_rules
 from .._run.execution import Execution
+from .._run.hooks import observer_for
 from .._run.outcomes import Finished
 from .._run.results import to_text
 from .._run.spec import spec_of
@@ -71,6 +72,10 @@ class Registered(Protocol):
     @property
     def origin(self) -> tuple[str, int]:
         """Where it was constructed (file, line)."""
+
+    @property
+    def agent(self) -> Agent[Any, Any]:
+        """The top-level agent (its `instrument` setting applies to every execution of a run)."""
 
     @property
     def resources(self) -> ResourceFactory | None:
@@ -238,6 +243,7 @@ async def _execute(durable: Registered, req: RunRequest, workflow_id: str) -> st
             max_depth=req.max_depth,
             emit=None,
             run_id=req.run_id,
+            observer=observer_for(durable.agent.instrument, None),
             steps=DurableSteps(
                 workflow_id=workflow_id,
                 request=req,

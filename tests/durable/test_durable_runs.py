@@ -336,3 +336,27 @@ def test_a_required_resource_needs_a_factory() -> None:
     """A resource field without a default and no factory: a recovered run could not rebuild the context."""
     with pytest.raises(UserError, match=r"'?handle'?.*resources="):
         DurableAgent(Agent(name="needs", model="test", context_type=Needs))
+
+
+async def test_an_instrumented_durable_run_exports_its_spans(dbos_url: str) -> None:
+    """With `instrument=` on the top-level agent, each execution (the child workflow too) opens its spans."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from cogent.telemetry import InstrumentationSettings
+
+    exporter = InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    DBOS.launch()
+    clerk = _agent("clerk", [ToolCall("visit", {"place": "archive"}), "filed"])
+    settings = InstrumentationSettings(tracer_provider=provider)
+    desk = _agent("desk", [ToolCall("clerk", {"task": "file"}), "done"], instrument=settings)
+    desk.add_subagents(clerk)
+    await DurableAgent(desk, name="instrumented").run("go", context=Shop(user_id="u-1", db=sqlite3.connect(":memory:")))
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert {"invoke_agent desk", "invoke_agent clerk", "execute_tool clerk", "execute_tool visit"} <= set(spans)
+    delegating = spans["execute_tool clerk"].context
+    assert spans["invoke_agent clerk"].parent is not None and delegating is not None
+    assert spans["invoke_agent clerk"].parent.span_id == delegating.span_id  # the child workflow nests under its call
