@@ -79,10 +79,11 @@ def zygote() -> Iterator[Zygote]:
 
 
 @pytest.fixture(scope="session")
-def baseline(zygote: Zygote, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[str]]:
+def baseline(zygote: Zygote, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], list[str]]]:
     """The summary and the step executions of an uninterrupted run of the test application's case."""
     from ._support import CogentApp, result_of
 
     app = CogentApp(ram_directory(tmp_path_factory, "baseline"))
     summary = result_of(zygote.run(app.argv("run"), app.env(), app.directory / "run"))
-    return summary, app.executions()
+    yield summary, app.executions()
+    shutil.rmtree(app.directory, ignore_errors=True)
