@@ -35,7 +35,7 @@ from pathlib import Path
 
 from dbos import DBOS, DBOSPortableJSONSerializer, SetWorkflowID
 
-__all__ = ["run"]
+__all__ = ["postgres_url", "run"]
 
 _TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 
@@ -102,7 +102,7 @@ def _launched_measure(url: str, prefix: str, *, quick: bool) -> dict[str, float]
 
 
 @contextlib.contextmanager
-def _postgres_url() -> Iterator[str | None]:
+def postgres_url() -> Iterator[str | None]:
     """Yield a PostgreSQL URL (from the environment or a throwaway cluster), or None without PostgreSQL."""
     configured = os.environ.get("COGENT_BENCH_POSTGRES_URL")
     if configured:
@@ -136,7 +136,7 @@ def run(quick: bool) -> dict[str, float]:
     figures = {"steps": 20.0 if quick else 200.0}
     with tempfile.TemporaryDirectory(prefix="cogent-bench-") as directory:
         figures |= _launched_measure(f"sqlite:///{directory}/dbos.sqlite", "sqlite", quick=quick)
-    with _postgres_url() as url:
+    with postgres_url() as url:
         if url is not None:
             figures |= _launched_measure(url, "postgres", quick=quick)
     return figures

@@ -44,6 +44,7 @@ GROUP_MODULES = (
     "benchmarks.delegation",
     "benchmarks.interceptors",
     "benchmarks.cold_start",
+    "benchmarks.durable",
     "benchmarks.telemetry",
 )
 """The modules that define a group, in the order the groups run and are reported."""

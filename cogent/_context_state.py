@@ -23,6 +23,8 @@ as another type, so `dump_state()` refuses it and names the key.
 
 `load_state()` sets the state fields of a live context in place (its resources stay):
 a resumed run uses it to apply the context changes a replayed step had made.
+`export_decisions()` / `import_decisions()` do the same for the approval decisions
+recorded on a context, which are not fields.
 
 Secret-named fields (`cogent.context.is_secret_name`) are masked in `repr()`, but as
 state they are written into every checkpoint, like any input of the run. To keep a
@@ -48,11 +50,21 @@ from typing import Annotated, Any, TypeAlias, TypeVar, get_args, get_origin, get
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
 
+from ._decisions import ApprovalRecord
 from ._resources import Resource
 from .context import RunContext
 from .exceptions import UserError
 
-__all__ = ["ContextLayout", "ResourceFactory", "context_layout", "dump_state", "load_state", "restore"]
+__all__ = [
+    "ContextLayout",
+    "ResourceFactory",
+    "context_layout",
+    "dump_state",
+    "export_decisions",
+    "import_decisions",
+    "load_state",
+    "restore",
+]
 
 C = TypeVar("C", bound=RunContext)
 
@@ -263,6 +275,64 @@ def _call_factory(resources: ResourceFactory, values: dict[str, Any], name: str)
             'field names to values, e.g. `{"db": connect()}`.'
         )
     return dict(made)
+
+
+def export_decisions(context: RunContext) -> dict[str, Any]:
+    """Return the approval decisions a context holds (or shares) as JSON-able data.
+
+    They are not fields, so not part of `dump_state()`; a durable run checkpoints them
+    next to the state, so that permanent approvals (`approve_tool(item,
+    always_approve=True)`) and per-call decisions survive a crash. `import_decisions()`
+    puts them back.
+
+    Args:
+        context: The context (its decisions are those of the store it shares).
+
+    Returns:
+        `{"records": {tool: {"approved": bool | [call ids], "rejected": ...}}, "per_item":
+        {approval key: bool}}`, with copies of the lists.
+    """
+    store = context._approvals()
+    records = {
+        name: {"approved": _decision(r.approved), "rejected": _decision(r.rejected)}
+        for name, r in store.records.items()
+    }
+    return {"records": records, "per_item": dict(store.per_item)}
+
+
+def import_decisions(context: RunContext, data: Any) -> None:
+    """Replace the approval decisions of a context (in the store it shares) with `export_decisions()` data.
+
+    Args:
+        context: The context.
+        data: What `export_decisions()` returned.
+
+    Raises:
+        UserError: If `data` is not what `export_decisions()` returns.
+    """
+    try:
+        records = {
+            str(name): ApprovalRecord(approved=_decision(r["approved"]), rejected=_decision(r["rejected"]))
+            for name, r in data["records"].items()
+        }
+        per_item = {str(key): value for key, value in data["per_item"].items() if type(value) is bool}
+        if len(per_item) != len(data["per_item"]):
+            raise TypeError("a per-call decision is not a bool")
+    except (KeyError, TypeError, AttributeError) as error:
+        raise UserError(
+            f"The checkpointed approval decisions are malformed ({error}); they must come from export_decisions()."
+        ) from None
+    store = context._approvals()
+    store.records = records
+    store.per_item = per_item
+
+
+def _decision(value: Any) -> bool | list[str]:
+    if type(value) is bool:
+        return value
+    if isinstance(value, list) and all(type(v) is str for v in value):
+        return list(value)
+    raise TypeError(f"a decision is a {type(value).__name__}, not a bool or a list of call ids")
 
 
 # --- Building a layout ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import math
 import subprocess
@@ -40,6 +41,8 @@ FIGURES = {
     "F.decorate",
 }
 CORE_GROUPS = {"A", "B", "C", "D", "E", "F"}
+DURABLE_FIGURES = {"G.sqlite.step", "G.sqlite.step_cpu", "G.sqlite.runs"}
+"""Group G's figures in quick mode (PostgreSQL's only with COGENT_BENCH_POSTGRES_URL); it needs the dbos extra."""
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,6 +57,8 @@ def test_quick_mode_measures_and_reports_every_figure(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     figures = {f["key"]: f for f in report["figures"]}
     assert {k for k, f in figures.items() if f["group"] in CORE_GROUPS} == FIGURES
+    if importlib.util.find_spec("dbos") is not None:
+        assert set(figures) >= DURABLE_FIGURES
     for figure in figures.values():
         assert math.isfinite(figure["value"]), figure
         for field in ("floor", "mad", "ratio"):

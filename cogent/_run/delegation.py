@@ -53,7 +53,8 @@ async def delegate(ex: Execution, tool: AgentTool, call_id: str, task: str, resu
         )
         # The trace shows the values; the model only learns that the limit is reached (no context data).
         return f"{refused}the delegation depth limit is reached. Handle the task directly."
-    child_ctx = context_rules.child_context(ex.ctx, sub)
+    steps = ex.tree.steps
+    child_ctx = context_rules.child_context(ex.ctx, sub) if steps is None else steps.child_context(ex, call_id, sub)
     task_id, parent_task_id = context_rules.lineage(child_ctx)
     children: list[TraceEvent] = []
     event = TraceEvent(
@@ -81,7 +82,6 @@ async def delegate(ex: Execution, tool: AgentTool, call_id: str, task: str, resu
         )
     try:
         child = ex.spawn(sub, child_ctx, task, call_id, children)
-        steps = ex.tree.steps
         outcome = await (child.run(resume) if steps is None else steps.delegate(ex, call_id, child, resume))
     finally:
         event.duration = time.perf_counter() - started

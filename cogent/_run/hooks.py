@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from .._signature import InjectedCall
 from ..context import RunContext, ToolApprovalItem
 from ..events import TraceEvent
@@ -28,10 +30,11 @@ from ..messages import Message, ModelResponse, ToolCall
 from ..models import Model, ModelRequestParameters
 from ..result import RunState
 from ..tools import AnyTool, BaseTool
-from . import approvals
+from . import approvals, context_rules
 from .approvals import Decision
 
 if TYPE_CHECKING:
+    from ..agent import Agent
     from .execution import Execution
     from .outcomes import CallOutcome, ExecutionOutcome
 
@@ -55,8 +58,22 @@ class Steps:
     async def call_tool(
         self, ex: Execution, tool: BaseTool, call_id: str, arguments: dict[str, Any], ctx: RunContext
     ) -> Any:
-        """Execute one tool call of `ex` with validated `arguments`; return the tool's value."""
-        return await tool.execute(arguments, ctx)
+        """Execute one tool call of `ex` with validated `arguments` under the tool's timeout;
+        return the tool's value.
+
+        Raises:
+            TimeoutError: Naming the tool, when its timeout passes.
+        """
+        if tool.timeout is None:
+            return await tool.start(arguments, ctx)
+        with anyio.move_on_after(tool.timeout):
+            return await tool.start(arguments, ctx)
+        raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
+
+    def child_context(self, ex: Execution, call_id: str, sub: Agent[Any, Any]) -> RunContext:
+        """Return the context `sub` executes with when `ex`'s call `call_id` delegates to it
+        (see `context_rules.child_context`)."""
+        return context_rules.child_context(ex.ctx, sub)
 
     async def delegate(
         self, ex: Execution, call_id: str, child: Execution, resume: RunState | None

@@ -93,7 +93,8 @@ def _retry(name: str | None, call_id: str | None, content: str) -> RetryPrompt:
 async def run_calls(
     ex: Execution, calls: list[ToolCall], gate: frozenset[str] | None, resume: RunState | None
 ) -> TurnOutcome:
-    """Run the calls of one response (concurrently unless `parallel_tool_calls=False`).
+    """Run the calls of one response (concurrently unless `parallel_tool_calls=False`; one
+    after another in a run with `Steps`, whose checkpoints must come in a deterministic order).
 
     With sequential calls, the calls after one that waits for a decision (or ends the
     execution) do not run. On resume, calls with a result in the state keep it, pending
@@ -106,7 +107,8 @@ async def run_calls(
     if ex.spec.output is not None and any(c.name == OUTPUT_TOOL_NAME for c in calls):
         return await output.final_call(ex, calls)
     outcomes: list[CallOutcome | None] = [None] * len(calls)
-    if len(calls) > 1 and ex.agent.parallel_tool_calls:
+    sequential = len(calls) == 1 or not ex.agent.parallel_tool_calls
+    if not sequential and ex.tree.steps is None:  # a run with Steps checkpoints its calls in order
         await _run_parallel(ex, calls, gate, resume, outcomes)
     else:
         call_one = _call if ex.tree.observer is None else run_call
@@ -115,7 +117,7 @@ async def run_calls(
                 outcome = outcomes[i] = await call_one(ex, call, gate, None, None)
             else:
                 outcome = outcomes[i] = await _resumed_call(ex, call, gate, resume)
-            if isinstance(outcome, _WAITING):
+            if sequential and isinstance(outcome, _WAITING):
                 break  # later calls wait for the decision (or the end)
     return await _conclude(ex, calls, outcomes)
 
@@ -509,17 +511,20 @@ async def _approve(
 
 
 async def _timed(ex: Execution, tool: BaseTool, call_id: str, args: dict[str, Any], ctx: RunContext) -> Any:
-    """Execute a call under the tool's timeout, through the run's `Steps` when it has them.
+    """Execute a call under the tool's timeout, through the run's `Steps` when it has them
+    (which apply the timeout themselves, so that a durable step records the timeout).
 
     Raises:
         TimeoutError: Naming the tool, when its timeout passes (a `TimeoutError` the tool
             raises itself keeps its own message).
     """
     steps = ex.tree.steps
+    if steps is not None:
+        return await steps.call_tool(ex, tool, call_id, args, ctx)  # the steps apply the timeout
     if tool.timeout is None:
-        return await (tool.start(args, ctx) if steps is None else steps.call_tool(ex, tool, call_id, args, ctx))
+        return await tool.start(args, ctx)
     with anyio.move_on_after(tool.timeout) as timer:
-        value = await (tool.start(args, ctx) if steps is None else steps.call_tool(ex, tool, call_id, args, ctx))
+        value = await tool.start(args, ctx)
     if timer.cancelled_caught:
         raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
     return value

@@ -4,18 +4,24 @@ One `RetailContext` is made per conversation. The framework copies it shallowly 
 every agent execution and delegation (and maintains the lineage, depth and deadline it
 inherits from `ExecutionContext`), so every agent of the conversation shares:
 
-- `db`, the one *resource* field: the SQLAlchemy engine of the conversation's database.
+- `db`, a *resource* (`Annotated[..., Resource]`): the SQLAlchemy engine of the
+  conversation's database. A durable run never checkpoints it; a run resumed in another
+  process gets a new engine from its resource factory (see `harness.durable`).
 - `session`, plain data: who the customer is once they are authenticated. It is one
   object shared by reference, so a specialist sees the user the front desk identified.
+- `write_key`, a resource set only in durable runs: it returns the running tool call's
+  idempotency key, which makes each write exactly-once (see `tools.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import sqlalchemy as sa
 
-from cogent.context import ExecutionContext
+from cogent.context import ExecutionContext, Resource
 
 __all__ = ["RetailContext", "Session"]
 
@@ -32,7 +38,9 @@ class Session:
 class RetailContext(ExecutionContext):
     """What the retail tools and policy interceptors receive; never sent to the model."""
 
-    db: sa.Engine
+    db: Annotated[sa.Engine, Resource]
     """The conversation's database; each write tool changes it in one transaction."""
     session: Session = field(default_factory=Session)
     """The conversation's session, shared with every child context."""
+    write_key: Annotated[Callable[[], str] | None, Resource] = None
+    """In a durable run, `cogent.durable.idempotency_key`: the key under which a write is made once."""

@@ -27,8 +27,10 @@ __all__ = [
     "DATA_DIR",
     "METADATA",
     "OPTIONAL_ORDER_FIELDS",
+    "WRITES_METADATA",
     "Record",
     "RetailError",
+    "applied_writes",
     "fulfillments",
     "get_order",
     "get_product",
@@ -160,6 +162,17 @@ payments = sa.Table(
     sa.Column("amount", sa.Double, nullable=False),
     sa.Column("payment_method_id", sa.String, nullable=False),
 )
+
+WRITES_METADATA = sa.MetaData()
+"""The table durable runs add to a task's database (not part of the store's schema)."""
+
+applied_writes = sa.Table(
+    "applied_writes",
+    WRITES_METADATA,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("result", sa.Text, nullable=False),
+)
+"""The writes made by durable runs, by idempotency key, with their results (see `tools._write`)."""
 
 
 @functools.cache

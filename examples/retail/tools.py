@@ -3,22 +3,51 @@
 Each tool receives the run's `RetailContext` by injection (`ctx`, never shown to the
 model); its docstring is what the model reads. The work is done by `operations` (the
 reference's rules in SQL) on a connection the tool opens. A write needs an approval
-(the customer's explicit yes) and makes its change in ONE transaction (`ctx.db.begin()`),
-which an error rolls back. A failing call raises `RetailError`, and the model receives
+(the customer's explicit yes) and makes its change in ONE transaction (`_write`), which
+an error rolls back. A failing call raises `RetailError`, and the model receives
 `Error: <message>`, the reference's exact text. Records are returned as JSON.
+
+In a durable run, a tool call that was running when its process died runs again (a step
+is done once it is checkpointed). A write is therefore made exactly once: the call's
+idempotency key (`ctx.write_key()`) is stored with the result in the same transaction as
+the change, and a transaction that finds the key already there changes nothing and
+returns the stored result.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
 
 from cogent import Tool, tool
 
 from . import operations
 from .context import RetailContext
-from .store import get_order, get_product, get_user
+from .store import applied_writes, get_order, get_product, get_user
 
 __all__ = ["IDENTIFICATION_TOOLS", "TOOLS", "WRITE_TOOLS"]
+
+
+def _write(ctx: RetailContext, change: Callable[[sa.Connection], Any]) -> str:
+    """Make one write in one transaction and return its result as JSON; exactly once in a durable run.
+
+    With a write key (durable runs), the key and the result are stored in the same
+    transaction as the change, and a transaction that finds the key already stored (the
+    call runs again after a crash) changes nothing and returns the stored result.
+    """
+    key = ctx.write_key() if ctx.write_key is not None else None
+    with ctx.db.begin() as conn:
+        if key is not None:
+            done = conn.scalar(sa.select(applied_writes.c.result).where(applied_writes.c.key == key))
+            if done is not None:
+                return str(done)
+        result = json.dumps(change(conn))
+        if key is not None:
+            conn.execute(applied_writes.insert().values(key=key, result=result))
+    return result
 
 
 @tool
@@ -113,8 +142,7 @@ def cancel_pending_order(ctx: RetailContext, order_id: str, reason: str) -> str:
         order_id: The order id, such as '#W0000000' (with the '#').
         reason: 'no longer needed' or 'ordered by mistake'.
     """
-    with ctx.db.begin() as conn:
-        return json.dumps(operations.cancel_pending_order(conn, order_id, reason))
+    return _write(ctx, lambda conn: operations.cancel_pending_order(conn, order_id, reason))
 
 
 @tool(requires_approval=True)
@@ -132,9 +160,12 @@ def modify_pending_order_address(
         country: The country, such as 'USA'.
         zip: The zip code, such as '12345'.
     """
-    with ctx.db.begin() as conn:
-        order = operations.modify_pending_order_address(conn, order_id, address1, address2, city, state, country, zip)
-        return json.dumps(order)
+    return _write(
+        ctx,
+        lambda conn: operations.modify_pending_order_address(
+            conn, order_id, address1, address2, city, state, country, zip
+        ),
+    )
 
 
 @tool(requires_approval=True)
@@ -145,8 +176,7 @@ def modify_pending_order_payment(ctx: RetailContext, order_id: str, payment_meth
         order_id: The order id, such as '#W0000000' (with the '#').
         payment_method_id: The new method, such as 'gift_card_0000000' (a gift card must cover the amount).
     """
-    with ctx.db.begin() as conn:
-        return json.dumps(operations.modify_pending_order_payment(conn, order_id, payment_method_id))
+    return _write(ctx, lambda conn: operations.modify_pending_order_payment(conn, order_id, payment_method_id))
 
 
 @tool(requires_approval=True)
@@ -161,9 +191,10 @@ def modify_pending_order_items(
         new_item_ids: The new item ids, position by position: available variants of the same products.
         payment_method_id: The method that pays or receives the price difference (a gift card must cover it).
     """
-    with ctx.db.begin() as conn:
-        order = operations.modify_pending_order_items(conn, order_id, item_ids, new_item_ids, payment_method_id)
-        return json.dumps(order)
+    return _write(
+        ctx,
+        lambda conn: operations.modify_pending_order_items(conn, order_id, item_ids, new_item_ids, payment_method_id),
+    )
 
 
 @tool(requires_approval=True)
@@ -181,8 +212,9 @@ def modify_user_address(
         country: The country, such as 'USA'.
         zip: The zip code, such as '12345'.
     """
-    with ctx.db.begin() as conn:
-        return json.dumps(operations.modify_user_address(conn, user_id, address1, address2, city, state, country, zip))
+    return _write(
+        ctx, lambda conn: operations.modify_user_address(conn, user_id, address1, address2, city, state, country, zip)
+    )
 
 
 @tool(requires_approval=True)
@@ -194,8 +226,9 @@ def return_delivered_order_items(ctx: RetailContext, order_id: str, item_ids: li
         item_ids: The item ids to return, such as '1008292230'; repeat an id held several times.
         payment_method_id: The refund's method: the order's original method or a gift card of the user.
     """
-    with ctx.db.begin() as conn:
-        return json.dumps(operations.return_delivered_order_items(conn, order_id, item_ids, payment_method_id))
+    return _write(
+        ctx, lambda conn: operations.return_delivered_order_items(conn, order_id, item_ids, payment_method_id)
+    )
 
 
 @tool(requires_approval=True)
@@ -210,9 +243,12 @@ def exchange_delivered_order_items(
         new_item_ids: The new item ids, position by position: available variants of the same products.
         payment_method_id: The method that pays or receives the price difference (a gift card must cover it).
     """
-    with ctx.db.begin() as conn:
-        order = operations.exchange_delivered_order_items(conn, order_id, item_ids, new_item_ids, payment_method_id)
-        return json.dumps(order)
+    return _write(
+        ctx,
+        lambda conn: operations.exchange_delivered_order_items(
+            conn, order_id, item_ids, new_item_ids, payment_method_id
+        ),
+    )
 
 
 TOOLS: dict[str, Tool[..., str]] = {

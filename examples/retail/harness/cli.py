@@ -9,6 +9,12 @@ task instead (no verification: it prints the conversation). `--otel [FILE]` also
 the replay's OpenTelemetry spans to FILE (one JSON span per line), checks from the file that
 each task's span tree equals its trace, and prints the span count and one task's tree.
 
+`--durable` replays the tasks as durable runs on DBOS instead (see `harness.durable`):
+each task's database persists (SQLite files, or `--database-url` PostgreSQL), writes are
+exactly-once, and `--crash-every N` kills the worker process after about every N-th step
+(seeded by `--seed`) and restarts it until every run has finished; the same checks
+apply, and the report says how many crashes the replay survived.
+
 The exit code is 0 only if everything matched (with `--model`: if the run finished), 1
 otherwise, and 2 for a usage error.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -32,6 +39,7 @@ from cogent.exceptions import UserError
 from cogent.models import Model, infer_model
 
 from ..desk import FRONT_DESK, OWNER, build_desk
+from ..tools import WRITE_TOOLS
 from .database import DatabaseTemplate, canonical_db, changed_records
 from .replay import TaskReport, replay_tasks, run_task
 from .tasks import TaskPlan, load_plans
@@ -51,6 +59,20 @@ def build_parser(task_ids: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--task", metavar="ID", help=f"replay only this task ({task_ids[0]} to {task_ids[-1]}) and print its trace"
+    )
+    parser.add_argument("--durable", action="store_true", help="replay the tasks as durable runs on DBOS")
+    parser.add_argument(
+        "--crash-every",
+        metavar="N",
+        type=int,
+        default=0,
+        help="with --durable: SIGKILL the worker after about every N-th step, and restart it",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="with --crash-every: seeds the kill points")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="with --durable: an empty PostgreSQL database for the tasks' databases and DBOS (default: SQLite files)",
     )
     parser.add_argument(
         "--model",
@@ -239,6 +261,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         args = parser.parse_args(argv)
         if args.task is not None and args.task not in ids:
             parser.error(f"argument --task: there is no task {args.task!r}; the task ids are {ids[0]} to {ids[-1]}")
+        if args.durable or args.crash_every or args.database_url:
+            if not args.durable or args.model is not None or args.otel is not None or args.crash_every < 0:
+                parser.error("--crash-every and --database-url go with --durable, which replays (no --model or --otel)")
+            chosen = [plans[ids.index(args.task)]] if args.task is not None else list(plans)
+            return _durable(chosen, template, args.crash_every, args.seed, args.database_url, out)
         if args.model is None:
             if args.task is None:
                 return anyio.run(
@@ -255,6 +282,51 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             return 2
         plan = plans[ids.index(args.task or "0")]
         return anyio.run(lambda: _drive(model, plan, template, out))
+
+
+def _durable(
+    plans: Sequence[TaskPlan],
+    template: DatabaseTemplate,
+    crash_every: int,
+    seed: int,
+    database_url: str | None,
+    out: TextIO,
+) -> int:
+    """Replay `plans` as durable runs (crashing the worker when asked), print the report; return the exit code."""
+    from .durable import replay_durably
+
+    with tempfile.TemporaryDirectory(prefix="retail-durable-") as directory:
+        outcome = replay_durably(
+            plans, template, Path(directory), database_url=database_url, crash_every=crash_every, seed=seed
+        )
+    ok = _print_report(outcome.reports, outcome.seconds, out)
+    writes = sum(crash == "write" for crash in outcome.crashes)
+    succeeded = sum(
+        1
+        for report in outcome.reports
+        for call in report.calls
+        if call.expected.name in WRITE_TOOLS and call.output is not None and not call.output.startswith("Error: ")
+    )
+    once = outcome.writes_made == succeeded
+    ok = ok and once
+    print(f"  durable runs     {len(outcome.reports)} DBOS workflows, SQL databases on "
+          f"{'PostgreSQL' if database_url else 'SQLite files'}", file=out)  # fmt: skip
+    print(
+        f"  crashes survived {len(outcome.crashes)} SIGKILLs of the worker ({writes} right after a write's commit, "
+        f"{len(outcome.crashes) - writes} inside a model request)",
+        file=out,
+    )
+    print(
+        f"  exactly-once     {outcome.writes_made} writes recorded for {succeeded} successful write calls "
+        f"({'each once' if once else 'MISMATCH'})",
+        file=out,
+    )
+    sample = _sample(plans)
+    report = outcome.reports[list(plans).index(sample)]
+    if report.error is None:
+        print(f"\ntrace of task {sample.task_id}:", file=out)
+        print(format_trace(report.trace, width=100), file=out)
+    return 0 if ok else 1
 
 
 def _model(name: str) -> Model:

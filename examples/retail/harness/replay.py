@@ -46,6 +46,7 @@ __all__ = [
     "ReplayModel",
     "TaskReport",
     "ToolCallRecord",
+    "check_task",
     "replay_models",
     "replay_tasks",
     "run_task",
@@ -97,7 +98,12 @@ class ReplayModel(Model):
                 f"The replay of agent {self.agent!r} has {len(self.conversations)} conversation(s) scripted, and the "
                 f"desk started conversation {self.started}; the desk delegated differently from the plan."
             )
-        script = self.conversations[self.started - 1]
+        return self.answer(self.conversations[self.started - 1], messages)
+
+    def answer(self, script: Sequence[ModelResponse], messages: list[Message]) -> ModelResponse:
+        """Return the response of one conversation's script to `messages`: its step-th scripted
+        response, then a report of each call's outcome."""
+        step = sum(isinstance(message, ModelResponse) for message in messages)
         if step < len(script):
             return script[step]
         returns = [message for message in messages if isinstance(message, ToolReturn)]
@@ -340,6 +346,44 @@ async def run_task(
     except Exception as exc:
         error = exc
     final_db_sha256 = None if error else await anyio.to_thread.run_sync(_hash, db, hasher or CanonicalHasher())
+    return check_task(
+        plan,
+        result=result,
+        error=error,
+        received=recorder.calls,
+        approvals=approvals,
+        final_db_sha256=final_db_sha256,
+        user_id=ctx.session.user_id,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def check_task(
+    plan: TaskPlan,
+    *,
+    result: RunResult[RetailContext, str] | None,
+    error: BaseException | None,
+    received: Mapping[str, ToolCallRecord],
+    approvals: Sequence[ToolApprovalItem],
+    final_db_sha256: str | None,
+    user_id: str | None,
+    seconds: float,
+) -> TaskReport:
+    """Check what a run of a task did against its plan (see `TaskReport`).
+
+    Args:
+        plan: The task.
+        result: The run's result; `None` if it raised.
+        error: What the run raised, or `None`.
+        received: Every retail tool call as the tool received it, by call id.
+        approvals: The calls the approval handler approved, in order.
+        final_db_sha256: The canonical hash of the database after the run; `None` if it failed.
+        user_id: The user the conversation authenticated.
+        seconds: How long the run took.
+
+    Returns:
+        The report.
+    """
     trace = tuple(result.trace) if result is not None else ()
     outputs = tool_outputs(trace)
     approved = {item.call_id for item in approvals}
@@ -349,20 +393,20 @@ async def run_task(
         calls=tuple(
             CallReport(
                 expected=call,
-                received=recorder.calls.get(call.call_id),
+                received=received.get(call.call_id),
                 output=outputs.get(call.call_id),
                 approved=call.call_id in approved,
             )
             for call in plan.calls
         ),
-        unplanned=tuple(record for call_id, record in recorder.calls.items() if call_id not in planned),
+        unplanned=tuple(record for call_id, record in received.items() if call_id not in planned),
         final_db_sha256=final_db_sha256,
         trace=trace,
         usage=result.usage if result is not None else Usage(),
         output=result.output if result is not None else None,
-        user_id=ctx.session.user_id,
+        user_id=user_id,
         error=error,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         approvals=tuple(approvals),
     )
 
