@@ -34,18 +34,24 @@ from .tree import RunOptions, RunTree, WorkBudget
 if TYPE_CHECKING:
     from ..agent import Agent
 
-__all__ = ["RunOptions", "run_agent"]
+__all__ = ["RunOptions", "coerce_context", "run_agent"]
 
 
-def _coerce_context(agent: Agent[Any, Any], context: Any) -> RunContext:
+def coerce_context(context: Any, where: str) -> RunContext:
+    """Return the context a run starts from: `context`, a fresh `RunContext()` for `None`, or
+    `RunContext(metadata=...)` for a dict.
+
+    Raises:
+        UserError: If `context` is none of these; `where` names the call in the message.
+    """
     if context is None:
         return RunContext()
     if isinstance(context, dict):
         return RunContext(metadata=dict(context))
     if not isinstance(context, RunContext):
         raise UserError(
-            f"Agent {agent.name!r} got context={type(context).__qualname__}; pass a RunContext (or subclass) "
-            "instance, a dict of metadata, or None."
+            f"{where} got context={type(context).__qualname__}; pass a RunContext (or subclass) instance, a dict "
+            "of metadata, or None."
         )
     return context
 
@@ -62,7 +68,11 @@ def run_agent(
     depth and shares its bound on model requests.
     """
     options.check(agent.name)
-    ctx = _coerce_context(agent, options.context)
+    ctx = (
+        options.context
+        if isinstance(options.context, RunContext)
+        else coerce_context(options.context, f"Agent {agent.name!r}")
+    )
     state: RunState | None = None
     if type(input) is str:
         task = input

@@ -409,19 +409,6 @@ def _resumed(
     return args
 
 
-async def _approved(
-    ex: Execution,
-    tool: AnyTool,
-    call_id: str,
-    args: dict[str, Any],
-    ctx: RunContext,
-    waiting: ToolApprovalItem | None,
-    started: float,
-) -> Prepared:
-    refusal = await _approve(ex, tool, call_id, args, ctx, waiting, started)
-    return args if refusal is None else refusal
-
-
 def _resumed_arguments(tool: AnyTool, arguments: str | dict[str, Any]) -> dict[str, Any]:
     try:
         return tool.validate_arguments(arguments)
@@ -473,7 +460,7 @@ def _after_pre_act(
         ) from exc
 
 
-async def _approve(
+async def _approved(
     ex: Execution,
     tool: AnyTool,
     call_id: str,
@@ -481,8 +468,8 @@ async def _approve(
     ctx: RunContext,
     waiting: ToolApprovalItem | None,
     started: float,
-) -> CallOutcome | None:
-    """Decide a call that needs approval; return `None` when it may run, else its outcome."""
+) -> Prepared:
+    """Decide a call that needs approval: its arguments when it may run, else its outcome."""
     item = approvals.pending_item(
         run_id=ex.tree.run_id,
         path=ex.path,
@@ -504,7 +491,7 @@ async def _approve(
         decision = await steps.approval(ex, item, ctx, handler)
     ex.record("approval", started, tool_name=tool.name, call_id=call_id, decision=decision)
     if decision == "approved":
-        return None
+        return args
     if decision == "pending":
         return Pending(item=item)
     return _tool_return(tool.name, call_id, f"Tool call {tool.name!r} was rejected; do not retry it.")

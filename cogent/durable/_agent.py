@@ -21,6 +21,7 @@ from .._context_state import (
     import_decisions,
     restore,
 )
+from .._run import coerce_context
 from .._run.history import check_history
 from .._run.spec import spec_of
 from .._run.tree import DEFAULT_MAX_REQUESTS, RunOptions
@@ -375,7 +376,7 @@ class DurableAgent(Generic[ContextT, OutputT]):
             raise UserError(f"{where} needs a str task, got {type(task).__qualname__}.")
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise UserError(f"{where} got run_id={run_id!r}; pass a non-empty str or None.")
-        ctx = _coerce(context, where)
+        ctx = coerce_context(context, where)
         cls = type(ctx)
         _check_resources(cls, self._resources, where)
         path = class_path(cls)
@@ -493,19 +494,6 @@ def _check_resources(cls: type[RunContext], resources: ResourceFactory | None, w
             f"{', '.join(sorted(required))} have no default; a run resumed in another process needs them made "
             "fresh: pass DurableAgent(resources=lambda state: {...})."
         )
-
-
-def _coerce(context: Any, where: str) -> RunContext:
-    if context is None:
-        return RunContext()
-    if isinstance(context, dict):
-        return RunContext(metadata=dict(context))
-    if not isinstance(context, RunContext):
-        raise UserError(
-            f"{where} got context={type(context).__qualname__}; pass a RunContext (or subclass) instance, a dict "
-            "of metadata, or None."
-        )
-    return context
 
 
 async def _reply_text(handle: WorkflowHandleAsync[Any]) -> str:

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.lowlevel import RunVar, current_token
 
-__all__ = ["LoopClients", "close_loop_resources", "register_loop_cleanup"]
+__all__ = ["LoopClients", "PassedClient", "close_loop_resources", "register_loop_cleanup"]
 
 C = TypeVar("C")
 
@@ -152,3 +152,18 @@ class LoopClients(Generic[C]):
         """Drop the clients of loops that have ended (they can no longer be closed properly)."""
         for token in [t for t in list(self._by_loop) if _loop_finished(t)]:
             self._by_loop.pop(token, None)
+
+
+class PassedClient(Generic[C]):
+    """A client the application passed in (`client=`): used on every loop as it is, and never
+    closed by cogent (the application owns it). The same interface as `LoopClients`."""
+
+    def __init__(self, client: C) -> None:
+        self._client = client
+
+    def get(self) -> C:
+        """Return the client."""
+        return self._client
+
+    async def aclose(self) -> None:
+        """Do nothing: the application closes its own client."""

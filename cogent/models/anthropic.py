@@ -46,7 +46,7 @@ from ..exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
 from ..messages import Message, ModelResponse
 from ._anthropic_wire import EventAssembler, map_messages, map_tool, parse_message
 from ._base import Model, ModelRequestParameters, ReasoningDelta, TextDelta
-from ._loop import LoopClients
+from ._loop import LoopClients, PassedClient
 
 __all__ = ["AnthropicModel", "AnthropicSettings"]
 
@@ -129,15 +129,15 @@ class AnthropicModel(Model):
         self.name = model_name
         self.settings = settings if settings is not None else AnthropicSettings()
         retries = self.settings.max_retries
-        self._clients: LoopClients[AsyncAnthropic] | None = None
-        self._client: AsyncAnthropic | None = None
         if client is not None:
             if base_url is not None or api_key is not None or auth_token is not None:
                 raise UserError(
                     f"AnthropicModel({model_name!r}) got client= together with base_url=, api_key= or auth_token=; "
                     "configure the client instead, or pass those without a client."
                 )
-            self._client = client if retries is None else client.with_options(max_retries=retries)
+            self._clients: LoopClients[AsyncAnthropic] | PassedClient[AsyncAnthropic] = PassedClient(
+                client if retries is None else client.with_options(max_retries=retries)
+            )
             self.base_url = str(client.base_url)
             return
         max_retries = anthropic.DEFAULT_MAX_RETRIES if retries is None else retries
@@ -167,18 +167,14 @@ class AnthropicModel(Model):
 
     def _current_client(self) -> AsyncAnthropic:
         """The client for the running event loop (the passed client, or this loop's own)."""
-        if self._clients is not None:
-            return self._clients.get()
-        assert self._client is not None  # one of the two is set in __init__
-        return self._client
+        return self._clients.get()
 
     async def aclose(self) -> None:
         """Close the client this model opened on the running event loop (never a passed `client=`).
 
         The model stays usable: a later request opens a new client.
         """
-        if self._clients is not None:
-            await self._clients.aclose()
+        await self._clients.aclose()
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
         """Send one Messages API request.

@@ -50,7 +50,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by the missing-extra
 from ..exceptions import ModelAPIError, UnexpectedModelBehavior, UserError
 from ..messages import Message, ModelResponse
 from ._base import Model, ModelRequestParameters, ReasoningDelta, TextDelta
-from ._loop import LoopClients
+from ._loop import LoopClients, PassedClient
 from ._openai_wire import ChunkAssembler, error_details, map_messages, map_tool, parse_message, parse_usage
 
 __all__ = ["OpenAIModel", "OpenAISettings"]
@@ -127,15 +127,15 @@ class OpenAIModel(Model):
         self.name = model_name
         self.settings = settings if settings is not None else OpenAISettings()
         retries = self.settings.max_retries
-        self._clients: LoopClients[AsyncOpenAI] | None = None
-        self._client: AsyncOpenAI | None = None
         if client is not None:
             if base_url is not None or api_key is not None:
                 raise UserError(
                     f"OpenAIModel({model_name!r}) got client= together with base_url= or api_key=; "
                     "configure the client instead, or pass base_url/api_key without a client."
                 )
-            self._client = client if retries is None else client.with_options(max_retries=retries)
+            self._clients: LoopClients[AsyncOpenAI] | PassedClient[AsyncOpenAI] = PassedClient(
+                client if retries is None else client.with_options(max_retries=retries)
+            )
             self.base_url = str(client.base_url)
             return
         max_retries = openai.DEFAULT_MAX_RETRIES if retries is None else retries
@@ -169,18 +169,14 @@ class OpenAIModel(Model):
 
     def _current_client(self) -> AsyncOpenAI:
         """The client for the running event loop (the passed client, or this loop's own)."""
-        if self._clients is not None:
-            return self._clients.get()
-        assert self._client is not None  # one of the two is set in __init__
-        return self._client
+        return self._clients.get()
 
     async def aclose(self) -> None:
         """Close the client this model opened on the running event loop (never a passed `client=`).
 
         The model stays usable: a later request opens a new client.
         """
-        if self._clients is not None:
-            await self._clients.aclose()
+        await self._clients.aclose()
 
     async def request(self, messages: list[Message], params: ModelRequestParameters) -> ModelResponse:
         """Send one Chat Completions request and return the first choice.
