@@ -203,6 +203,22 @@ async def test_an_async_handler_rejects_and_the_model_receives_the_rejection() -
     assert result.output == "ok"
 
 
+async def test_a_callable_object_with_an_async_call_method_is_a_handler() -> None:
+    """An approver object whose `__call__` is `async def` is awaited, with the item and the context injected."""
+
+    class SmallRefunds:
+        def __init__(self, allowed: set[str]) -> None:
+            self.allowed = allowed
+
+        async def __call__(self, pending: ToolApprovalItem, ctx: ShopContext) -> bool:
+            return json.loads(pending.arguments)["order_id"] in self.allowed and ctx.shop_id == "shop-1"
+
+    agent = shop_agent([refund_call("A1", "c1"), refund_call("B2", "c2")], "done")
+    result = await agent.run("go", context=ShopContext(), approval_handler=SmallRefunds({"A1"}))
+    assert result.context.refunds == ["A1"]
+    assert tool_results(result.messages) == ["refunded A1 at shop-1", REJECTED]
+
+
 async def test_a_handlers_decision_is_per_call() -> None:
     """The handler is asked again for a later call of the same tool: its answer decides one call and is not
     recorded on the context (so no later call, of this run or another, can ride on it)."""
