@@ -639,6 +639,36 @@ async def test_an_interceptor_annotated_with_another_context_class_raises_contex
         await agent.run("go", context=TenantContext(tenant_id="t-1"))
 
 
+async def test_an_interceptor_with_the_wrong_number_of_parameters_is_a_user_error() -> None:
+    """An interceptor function or method that does not take exactly the InterceptContext (besides the run context) is
+    refused with a UserError that names it and its parameters, before it is ever called wrongly."""
+    with pytest.raises(UserError, match=r"gate \(in PRE_ACT\) must take 1 parameter\(s\).*takes 2 \(call, extra\)"):
+
+        @interceptor(Phase.PRE_ACT)
+        def gate(call: InterceptContext, extra: str, ctx: RunContext) -> None:
+            return None
+
+    with pytest.raises(UserError, match=r"takes 0 \(none\)"):
+
+        @interceptor(Phase.PRE_ACT)
+        def nothing(ctx: RunContext) -> None:
+            return None
+
+    class TooMany(Interceptor):
+        def pre_act(self, context: InterceptContext, extra: str) -> None:  # type: ignore[override]
+            return None
+
+    class Intercepts(Interceptor):
+        def intercept(self, phase: Phase) -> None:  # type: ignore[override]
+            return None
+
+    for wrong, name in ((TooMany(), "TooMany.pre_act"), (Intercepts(), "Intercepts.intercept")):
+        with pytest.raises(UserError, match=rf"Interceptor .*{name} must take"):
+            Agent(name="a", model="test", interceptors=[wrong])
+        with pytest.raises(UserError, match=rf"Interceptor .*{name} must take"):
+            await Agent(name="a", model="test").run("go", interceptors=[wrong])
+
+
 # --- subagents, concurrency, cost ---------------------------------------------------------------
 
 

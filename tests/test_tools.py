@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
 import anyio
+import anyio.lowlevel
 import pytest
 from helpers import echo_model as call_then_echo
 from pydantic import Field
@@ -19,6 +21,7 @@ from cogent import (
     ScriptedModel,
     Tool,
     ToolCall,
+    ToolDefinition,
     UserError,
     tool,
 )
@@ -524,3 +527,136 @@ async def test_requires_approval_interrupts_without_a_handler() -> None:
     approved = await agent.run("go", approval_handler=lambda item: True)
     assert approved.output == "done"
     assert ran == [1]
+
+
+@pytest.mark.anyio
+async def test_the_tool_class_runs_sync_functions_in_a_worker_thread_by_default() -> None:
+    """`Tool(func)` built directly, like `@tool`, runs a sync function off the event loop's thread."""
+
+    def where() -> str:
+        return str(threading.get_ident())
+
+    direct = Tool(where)
+    agent = Agent(name="a", model=call_then_echo(ToolCall("where", {})), tools=[direct])
+    assert (await agent.run("go")).output != str(threading.get_ident())
+
+
+# --- signatures that cannot work are refused ------------------------------------------------
+
+
+def test_a_union_of_a_context_and_another_type_is_refused() -> None:
+    """A parameter annotated with a run context class in a union with another type is a UserError, not a model
+    argument that would silently receive nothing."""
+    with pytest.raises(UserError, match=r"Parameter 'ctx' of Tool 'mixed'.*union of a run context and other types"):
+
+        @tool
+        def mixed(ctx: AppContext | int, q: str) -> str:
+            return q
+
+    with pytest.raises(UserError, match="union of a run context and other types"):
+
+        @tool
+        def either(deps: AppContext | OtherContext | None = None) -> str:
+            return ""
+
+    @tool
+    def plain_union(q: int | str) -> str:
+        return str(q)
+
+    assert context_of(plain_union) is None
+    assert list(properties(plain_union)) == ["q"]
+
+
+def test_positional_only_parameters_are_refused() -> None:
+    """A tool with a positional-only parameter is refused at decoration: the model passes arguments by name."""
+    with pytest.raises(UserError, match="'q' is positional-only; remove the '/'"):
+
+        @tool
+        def search(q: str, /, ctx: RunContext) -> str:
+            return q
+
+
+def test_a_method_decorated_in_its_class_is_refused_and_a_bound_method_works() -> None:
+    """`@tool` on a method inside a class body (first parameter `self`) is a UserError; `tool(instance.method)` is the
+    fix, and `self` is then never a model argument."""
+    with pytest.raises(UserError, match=r"first parameter is 'self'.*tool\(instance\.method\)"):
+
+        class Catalog:
+            @tool
+            def lookup(self, key: str) -> str:
+                return key
+
+    class Shelf:
+        def __init__(self) -> None:
+            self.items = {"a": "apple"}
+
+        def lookup(self, key: str, ctx: RunContext) -> str:
+            """Look an item up."""
+            return self.items[key]
+
+    with pytest.raises(UserError, match="'self'"):
+        tool(Shelf.lookup)
+    bound = tool(Shelf().lookup)
+    assert list(properties(bound)) == ["key"]
+    assert context_of(bound) == ("ctx", RunContext, False)
+
+
+def test_an_annotation_that_cannot_be_evaluated_is_a_user_error() -> None:
+    """An annotation that raises when evaluated (not a missing name) is reported at decoration as a UserError."""
+    with pytest.raises(UserError, match="Tool 'broken' has an annotation that cannot be evaluated"):
+
+        @tool
+        def broken(x: int | 3) -> str:  # type: ignore[operator]
+            return ""
+
+
+class Opaque:
+    """A class pydantic has no schema for."""
+
+
+def test_parameter_types_pydantic_cannot_validate_are_refused() -> None:
+    """A model argument of a type pydantic cannot validate is a UserError at decoration; for a parameter named `ctx`
+    the error explains how to have the context injected instead."""
+    with pytest.raises(UserError, match="Tool 'use' has parameters pydantic cannot validate") as plain:
+
+        @tool
+        def use(thing: Opaque) -> str:
+            return ""
+
+    assert "ctx" not in str(plain.value)
+    with pytest.raises(UserError, match="Its parameter 'ctx' is annotated with a type that is not a RunContext"):
+
+        @tool
+        def use_ctx(ctx: Opaque) -> str:
+            return ""
+
+
+@pytest.mark.anyio
+async def test_an_object_with_an_async_call_method_is_an_async_tool() -> None:
+    """A callable object whose `__call__` is `async def` is awaited on the event loop like an async function."""
+    loop_thread = threading.get_ident()
+
+    class Lookup:
+        async def __call__(self, key: str) -> str:
+            await anyio.lowlevel.checkpoint()
+            return f"{key}:{threading.get_ident() == loop_thread}"
+
+    lookup = tool(Lookup(), name="lookup")
+    agent = Agent(name="a", model=call_then_echo(ToolCall("lookup", {"key": "k"})), tools=[lookup])
+    assert (await agent.run("go")).output == "k:True"
+
+
+def test_tool_definitions_are_immutable_and_keyword_only() -> None:
+    """A `ToolDefinition` (shared by every request that offers the tool) cannot be changed after it is built, and is
+    built from keyword arguments only."""
+
+    @tool
+    def ping() -> str:
+        """Ping."""
+        return "pong"
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ping.definition.description = "changed"  # type: ignore[misc]
+    assert ping.definition.description == "Ping."
+    with pytest.raises(TypeError):
+        ToolDefinition("ping", "Ping.")  # type: ignore[misc]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from cogent import Agent, RunContext, tool
 from cogent.context import ExecutionContext
 from cogent.events import FinalResultEvent
-from cogent.exceptions import ToolRetriesExceeded, UsageLimitExceeded
+from cogent.exceptions import ToolRetriesExceeded, UsageLimitExceeded, UserError
 from cogent.messages import Message, ModelResponse, RetryPrompt, ToolCall, messages_to_json
 from cogent.models import FunctionModel, ModelRequestParameters, ScriptedModel
 from cogent.usage import Usage, UsageLimits
@@ -359,3 +359,14 @@ def test_instructions_without_a_context_parameter() -> None:
     agent = Agent(name="plain", model=FunctionModel(answer), instructions=lambda: "Be brief.")
     agent.run_sync("Hi", context=RunContext(metadata={"secret": CANARY}))
     assert captured == ["Be brief."]
+
+
+def test_an_instructions_callable_with_parameters_besides_the_context_is_a_user_error() -> None:
+    """An instructions callable is called with the run context only: one that needs more is refused when the agent is
+    built, naming its parameters."""
+
+    def greet(ctx: RunContext, name: str) -> str:
+        return f"Greet {name}."
+
+    with pytest.raises(UserError, match=r"Agent 'greeter' instructions must take 0 parameter\(s\).*takes 1 \(name\)"):
+        Agent(name="greeter", model="test", instructions=greet)
