@@ -562,3 +562,15 @@ def test_an_approval_item_cannot_be_changed_after_it_is_reported() -> None:
         pending.arguments = '{"order_id":"other"}'  # type: ignore[misc]
     with pytest.raises(TypeError):
         ToolApprovalItem("refund", "c1", "{}", "agent")  # type: ignore[misc]
+
+
+async def test_a_decision_on_result_context_is_seen_when_resuming_with_the_callers_context() -> None:
+    """`result.context` shares the caller's decisions even when the caller's context had none before the run: an
+    approval made on it lets the resumed run (with the caller's context) run the call."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    result.context.approve_tool(result.interruptions[0])
+    assert context.approval_status(result.interruptions[0]) == "approved"
+    resumed = await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert (resumed.output, context.refunds) == ("done", ["A1"])

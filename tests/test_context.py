@@ -349,6 +349,36 @@ async def test_repr_masks_secrets_and_omits_repr_false_fields() -> None:
     assert "internal" not in text and "query" not in text
 
 
+async def test_the_executing_agent_is_not_data_of_the_context() -> None:
+    """The framework-set `agent` is neither in the repr nor compared: the run's copy (with its agent) equals the
+    caller's context with the same field values."""
+    agent = Agent(name="a", model="test")
+    caller = AppContext(user_id="u", db=Service(), query="q")
+    result = await agent.run("q", context=caller)
+    assert result.context.agent is agent
+    assert result.context == caller
+    assert repr(result.context) == repr(caller)
+    assert "agent" not in repr(result.context)
+
+
+async def test_a_mixins_init_subclass_runs_for_context_subclasses() -> None:
+    """`RunContext.__init_subclass__` cooperates: a mixin's own `__init_subclass__` (e.g. a registry) still runs,
+    and class keyword arguments reach it."""
+    registry: dict[str, type[Any]] = {}
+
+    class Registered:
+        def __init_subclass__(cls, key: str = "", **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            registry[key or cls.__name__] = cls
+
+    @dataclass
+    class Tenant(RunContext, Registered, key="tenant"):
+        tenant_id: str = "t"
+
+    assert registry == {"tenant": Tenant}
+    assert Tenant().tenant_id == "t"
+
+
 async def test_custom_repr_is_kept() -> None:
     """A subclass that defines its own __repr__ keeps it."""
 
