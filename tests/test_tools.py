@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Generic, NewType, Optional, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import anyio.lowlevel
@@ -105,6 +105,70 @@ def test_context_inside_optional_union_and_annotated() -> None:
     assert context_of(opt_annotated) == ("deps", AppContext, True)
     for t in (opt, pipe, annotated, opt_annotated):
         assert list(properties(t)) == ["x"]
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Tenant(RunContext, Generic[T]):
+    """A generic context class."""
+
+    quota: T | None = None
+
+
+AdminContext = NewType("AdminContext", AppContext)
+
+
+class HasUser(Protocol):
+    """A structural description of a context with a user id (not runtime-checkable)."""
+
+    user_id: str
+
+
+@runtime_checkable
+class ChecksUser(Protocol):
+    """The same, checked with isinstance."""
+
+    user_id: str
+
+
+@pytest.mark.anyio
+async def test_generic_newtype_and_protocol_context_annotations() -> None:
+    """A parameterized generic context (`Tenant[int]`) and a NewType of a context class are injected under any name;
+    a Protocol annotation is injected on the parameter named `ctx`, and a runtime-checkable one is isinstance-checked
+    before the tool runs."""
+
+    @tool
+    def quota(deps: Tenant[int], resource: str) -> str:
+        return f"{deps.quota} {resource}"
+
+    @tool
+    def report(admin: AdminContext, day: str) -> str:
+        return f"{admin.user_id} {day}"
+
+    @tool
+    def who(ctx: HasUser, shout: bool = False) -> str:
+        return ctx.user_id.upper() if shout else ctx.user_id
+
+    @tool
+    def checked(ctx: ChecksUser) -> str:
+        return ctx.user_id
+
+    assert context_of(quota) == ("deps", Tenant, False)
+    assert context_of(report) == ("admin", AppContext, False)
+    assert context_of(who) == ("ctx", RunContext, True)
+    assert context_of(checked) == ("ctx", ChecksUser, True)
+    assert [list(properties(t)) for t in (quota, report, who, checked)] == [["resource"], ["day"], ["shout"], []]
+    assert (
+        await Agent(name="a", model=call_then_echo(ToolCall("quota", {"resource": "GB"})), tools=[quota]).run(
+            "go", context=Tenant(quota=5)
+        )
+    ).output == "5 GB"
+    agent = Agent(name="a", model=call_then_echo(ToolCall("who", {}), ToolCall("checked", {})), tools=[who, checked])
+    assert (await agent.run("go", context=AppContext(user_id="u1"))).output == "u1|u1"
+    with pytest.raises(ContextTypeError, match="ChecksUser"):
+        await agent.run("go", context=OtherContext())
 
 
 def test_unannotated_ctx_fallback_and_no_context() -> None:
