@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, NewType, Optional, Protocol, TypeVar, runtime_checkable
 
@@ -224,9 +225,15 @@ def test_schema_never_contains_the_context_parameter() -> None:
     text = repr(schema)
     assert "secret_ctx" not in text
     assert "AppContext" not in text
-    assert schema["required"] == ["user_query"]
-    assert set(schema["properties"]) == {"user_query", "limit"}
-    assert schema["additionalProperties"] is False
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "user_query": {"type": "string", "title": "User Query"},
+            "limit": {"type": "integer", "title": "Limit", "default": 10},
+        },
+        "required": ["user_query"],
+        "additionalProperties": False,
+    }
 
 
 # --- descriptions -----------------------------------------------------------------------
@@ -724,3 +731,119 @@ def test_tool_definitions_are_immutable_and_keyword_only() -> None:
     assert ping.definition.description == "Ping."
     with pytest.raises(TypeError):
         ToolDefinition("ping", "Ping.")  # type: ignore[misc]
+
+
+# --- thread pools of nested runs --------------------------------------------------------------
+
+
+def relay(name: str, inner: Agent[Any, Any] | None) -> Agent[Any, Any]:
+    """An agent whose sync tool `step` runs `inner` with `run_sync` (or answers "leaf" when there is none)."""
+
+    @tool
+    def step() -> str:
+        return inner.run_sync("go").output if inner is not None else "leaf"
+
+    return Agent(name=name, model=call_then_echo(ToolCall("step", {})), tools=[step])
+
+
+@pytest.mark.anyio
+async def test_nested_sync_runs_never_wait_for_threads_held_by_the_level_above() -> None:
+    """With anyio's default pool shrunk to one thread, a sync tool running an agent whose sync tool runs another agent
+    finishes: each nesting level draws its threads from its own pool."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = 1  # this test's event loop only
+    top = relay("top", relay("mid", relay("leaf", None)))
+    with anyio.fail_after(20):
+        assert (await top.run("go")).output == "leaf"
+
+
+@pytest.mark.anyio
+async def test_top_level_sync_tools_use_anyios_default_thread_pool() -> None:
+    """A run's own sync tools draw from anyio's default thread limiter, so the application's pool size (and other
+    users of the pool) bound them: while the only thread is taken, the tool does not start."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = 1
+    agent = relay("top", None)
+    outputs: list[str] = []
+
+    async def run() -> None:
+        outputs.append((await agent.run("go")).output)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            await limiter.acquire()
+            group.start_soon(run)
+            await anyio.sleep(0.3)
+            assert outputs == []  # waits for the thread this test holds
+            limiter.release()
+    assert outputs == ["leaf"]
+
+
+@pytest.mark.anyio
+async def test_a_nested_levels_pool_is_shared_by_its_tools() -> None:
+    """The sync tools of nested runs share their level's pool (as large as anyio's default one): with one thread,
+    two parallel nested sync tools run one after the other."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+    running = threading.Semaphore(1)
+    overlaps: list[str] = []
+
+    @tool
+    def work(label: str) -> str:
+        if not running.acquire(blocking=False):
+            overlaps.append(label)
+            return label
+        try:
+            threading.Event().wait(0.2)  # long enough for a concurrent sibling to start
+            return label
+        finally:
+            running.release()
+
+    inner = Agent(
+        name="inner",
+        model=call_then_echo(ToolCall("work", {"label": "a"}), ToolCall("work", {"label": "b"})),
+        tools=[work],
+    )
+
+    @tool
+    def delegate() -> str:
+        return inner.run_sync("go").output
+
+    outer = Agent(name="outer", model=call_then_echo(ToolCall("delegate", {})), tools=[delegate])
+    with anyio.fail_after(20):
+        assert (await outer.run("go")).output == "a|b"
+    assert overlaps == []
+
+
+# --- the Tool object outside a run -------------------------------------------------------------
+
+
+def test_generator_functions_are_refused() -> None:
+    """A generator or async generator function cannot be a tool (a tool returns its result once)."""
+
+    def numbers() -> Iterator[int]:
+        yield 1
+
+    async def stream() -> AsyncIterator[int]:
+        yield 1
+
+    for func in (numbers, stream):
+        with pytest.raises(UserError, match="is a generator function"):
+            tool(func)
+
+
+@pytest.mark.anyio
+async def test_execute_runs_the_function_with_the_context_and_leaves_the_arguments_alone() -> None:
+    """`Tool.execute(arguments, ctx)`, called directly, injects the context, does not modify `arguments`, and raises
+    ContextTypeError (without running the function) for a context of the wrong class."""
+    ran: list[str] = []
+
+    @tool
+    async def greet(name: str, ctx: AppContext) -> str:
+        ran.append(name)
+        return f"hello {name} from {ctx.user_id}"
+
+    arguments = {"name": "ada"}
+    assert await greet.execute(arguments, AppContext(user_id="u1")) == "hello ada from u1"
+    assert arguments == {"name": "ada"}
+    with pytest.raises(ContextTypeError, match="needs an instance of AppContext"):
+        await greet.execute(arguments, OtherContext())
+    assert ran == ["ada"]
