@@ -453,6 +453,79 @@ async def test_unresolvable_annotation_is_a_user_error_naming_the_parameter() ->
         await agent.run("go")
 
 
+@tool(description="Book a slot.")
+def book_later(slot: LaterSlot) -> str:
+    """Its schema is read before anything else (the description is given)."""
+    return slot.day
+
+
+@tool
+def describe_later(slot: LaterSlot) -> str:
+    """Describe a slot."""
+    return slot.day
+
+
+@dataclass
+class LaterSlot:
+    """An argument type defined after the tools that name it."""
+
+    day: str
+
+
+def test_forward_references_are_resolved_whatever_is_read_first() -> None:
+    """A tool whose argument type is defined after it shows the complete schema and its docstring description,
+    whichever of them is read first."""
+    schema = book_later.definition.parameters_json_schema
+    assert schema["required"] == ["slot"]
+    assert schema["$defs"]["LaterSlot"]["properties"] == {"day": {"title": "Day", "type": "string"}}
+    assert describe_later.description == "Describe a slot."
+    assert describe_later.validate_arguments({"slot": {"day": "mon"}}) == {"slot": LaterSlot(day="mon")}
+
+
+def test_an_unresolvable_annotation_error_names_the_parameter_that_fails() -> None:
+    """The error names the parameter whose annotation cannot be resolved, not one annotated with a class local to
+    the defining function."""
+
+    @dataclass
+    class LocalThing:
+        size: int
+
+    @tool
+    def broken(item: LocalThing, other: NoSuchType) -> str:  # type: ignore[name-defined]  # noqa: F821
+        return ""
+
+    with pytest.raises(UserError, match="parameter 'other'"):
+        _ = broken.definition
+
+
+DEFAULT_CONTEXT = RunContext()
+
+
+@pytest.mark.anyio
+async def test_a_parameter_whose_default_is_a_context_receives_the_context() -> None:
+    """A parameter whose default is a context instance is the context parameter when it is unannotated or annotated
+    `Any`/`object` (the default is never shown to the model, and the run's context replaces it); annotated with
+    another type it is a UserError."""
+
+    @tool
+    def bare(topic: str, context=DEFAULT_CONTEXT) -> str:  # type: ignore[no-untyped-def]
+        return f"{topic}:{context.get('who')}"
+
+    @tool
+    def loose(topic: str, deps: object = DEFAULT_CONTEXT) -> str:
+        assert isinstance(deps, RunContext)
+        return f"{topic}:{deps.get('who')}"
+
+    for t in (bare, loose):
+        assert list(properties(t)) == ["topic"]
+        assert await t.execute({"topic": "tea"}, RunContext(metadata={"who": "ada"})) == "tea:ada"
+    with pytest.raises(UserError, match="'deps' of Tool 'wrong' has a run context instance as its default"):
+
+        @tool
+        def wrong(topic: str, deps: str = DEFAULT_CONTEXT) -> str:  # type: ignore[assignment]
+            return topic
+
+
 # --- context type checks --------------------------------------------------------------
 
 
