@@ -294,6 +294,45 @@ async def test_stop_in_pre_act_replaces_the_tool_result(how: str) -> None:
     assert len(requests) == 2
 
 
+async def test_a_stop_after_some_calls_keeps_their_results_and_the_responses_text() -> None:
+    """A POST_ACT stop on the second of two sequential calls ends the run keeping the first call, its result and the
+    response's text; the call left without a result is dropped, so the history stays usable as message_history."""
+
+    @interceptor(Phase.POST_ACT)
+    def stop_at_b(call: InterceptContext) -> InterceptResult | None:
+        return InterceptResult.stop("stopped") if call.tool_args == {"key": "b"} else None
+
+    def agent_for(response: ModelResponse, runs: list[str]) -> Agent[Any, Any]:
+        return Agent(
+            name="a",
+            model=ScriptedModel([response, "unused"]),
+            tools=[Lookup(runs=runs).tool()],
+            interceptors=[stop_at_b],
+            parallel_tool_calls=False,
+        )
+
+    runs: list[str] = []
+    both = ModelResponse(
+        text="Looking both up.",
+        tool_calls=[ToolCall("lookup", {"key": "a"}, "c1"), ToolCall("lookup", {"key": "b"}, "c2")],
+    )
+    result = await agent_for(both, runs).run("go")
+    assert (result.output, runs) == ("stopped", ["a", "b"])
+    response = result.messages[1]
+    assert isinstance(response, ModelResponse)
+    assert (response.text, [c.id for c in response.tool_calls]) == ("Looking both up.", ["c1"])
+    assert [(m.tool_call_id, m.content) for m in result.messages if isinstance(m, ToolReturn)] == [("c1", "value of a")]
+    assert_well_paired(result.messages)
+
+    only = ModelResponse(text="Looking b up.", tool_calls=[ToolCall("lookup", {"key": "b"}, "c3")])
+    result = await agent_for(only, []).run("go")
+    assert [(type(m).__name__, getattr(m, "text", None)) for m in result.messages] == [
+        ("UserPrompt", None),
+        ("ModelResponse", "Looking b up."),
+    ]
+    assert result.messages[1].tool_calls == []  # type: ignore[union-attr]
+
+
 async def test_the_first_stop_wins() -> None:
     """In calling order the first stop wins and later handlers of that phase are not called (POST_* run in reverse)."""
     called: list[str] = []

@@ -23,6 +23,7 @@ from cogent import (
     TestModel,
     ToolCall,
     ToolRetriesExceeded,
+    UnexpectedModelBehavior,
     Usage,
     UserError,
     tool,
@@ -98,6 +99,80 @@ async def test_multi_turn_with_message_history() -> None:
     assert [type(m).__name__ for m in new] == ["UserPrompt", "ModelResponse"]
     assert new[0] == UserPrompt(content="and again")
     assert len(first.messages) == 2  # the first result is not modified by the second run
+
+
+@pytest.mark.anyio
+async def test_a_call_id_reused_in_a_later_turn_gets_a_fresh_id() -> None:
+    """A model that reuses an earlier turn's call id gets its call renamed, so each result pairs with exactly one call
+    in the history (and the provider never sees the same id twice)."""
+    add = tool(lambda a, b: str(a + b), name="add")
+    model = ScriptedModel([ToolCall("add", {"a": 1, "b": 1}, "c1"), ToolCall("add", {"a": 2, "b": 2}, "c1"), "done"])
+    result = await Agent(name="a", model=model, tools=[add]).run("go")
+    ids = [c.id for m in result.messages if isinstance(m, ModelResponse) for c in m.tool_calls]
+    assert ids[0] == "c1" and ids[1] not in (None, "", "c1")
+    assert [(m.tool_call_id, m.content) for m in result.messages if isinstance(m, ToolReturn)] == [
+        (ids[0], "2"),
+        (ids[1], "4"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_response_mixing_calls_with_and_without_ids_runs_every_call() -> None:
+    """Calls with and without ids in one response all run; the missing id is assigned and its result pairs with it."""
+    add = tool(lambda a, b: str(a + b), name="add")
+    calls = [ToolCall("add", {"a": 1, "b": 1}, "c1"), ToolCall("add", {"a": 2, "b": 2})]
+    result = await Agent(name="a", model=ScriptedModel([calls, "done"]), tools=[add]).run("go")
+    response = result.messages[1]
+    assert isinstance(response, ModelResponse)
+    (first, second) = [c.id for c in response.tool_calls]
+    assert first == "c1" and second not in (None, "", "c1")
+    assert [(m.tool_call_id, m.content) for m in result.messages if isinstance(m, ToolReturn)] == [
+        ("c1", "2"),
+        (second, "4"),
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("response", "problem"),
+    [
+        (ModelResponse(text="hi", usage=None), "whose usage is not a Usage"),  # type: ignore[arg-type]
+        (ModelResponse(text=b"hi"), "whose text is not a str or None"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=[{"name": "add", "arguments": "{}"}]), "tool calls that are not ToolCall"),  # type: ignore[list-item]
+        (ModelResponse(tool_calls=[ToolCall(7, {})]), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=[ToolCall("add", 7)]), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=[ToolCall("add", {}, 7)]), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=(ToolCall("add", {}),)), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        ("plain text", "returned a str instead of a ModelResponse"),
+    ],
+)
+async def test_a_malformed_model_response_is_unexpected_model_behavior(response: Any, problem: str) -> None:
+    """A model (e.g. a custom Model class) that returns a malformed response fails the run with an error naming the
+    model and what is wrong, before any tool runs."""
+    ran: list[int] = []
+
+    @tool
+    def add() -> str:
+        ran.append(1)
+        return "ok"
+
+    class Broken(FunctionModel):
+        async def request(self, *args: Any, **kwargs: Any) -> Any:
+            return response
+
+    agent = Agent(name="a", model=Broken(lambda m, i: "unused", name="broken"), tools=[add])
+    with pytest.raises(UnexpectedModelBehavior, match=f"Model 'broken' .*{problem}"):
+        await agent.run("go")
+    assert ran == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("history", ["hello", b"hello", iter([]), set()], ids=["str", "bytes", "iterator", "set"])
+async def test_message_history_must_be_a_list_of_cogent_messages(history: Any) -> None:
+    """A string, bytes, a generator or a set as `message_history` is refused with a UserError saying what to pass."""
+    agent = Agent(name="a", model="test")
+    with pytest.raises(UserError, match=r"message_history=\w+; pass a list of cogent messages"):
+        await agent.run("go", message_history=history)
 
 
 @pytest.mark.anyio

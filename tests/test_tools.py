@@ -549,6 +549,31 @@ async def test_context_type_error_before_the_body_runs() -> None:
     assert ran == ["ok"]
 
 
+@pytest.mark.anyio
+async def test_a_tools_context_class_is_checked_before_any_model_request() -> None:
+    """A run whose context cannot serve one of the agent's tools fails with ContextTypeError before the model is asked
+    anything, in every run (the check is not skipped once another context class passed it)."""
+    requests: list[int] = []
+
+    def respond(messages: list[Message], info: ModelRequestParameters) -> str:
+        requests.append(1)
+        return "done"
+
+    @tool
+    def needs_app(ctx: AppContext) -> str:
+        return ctx.user_id
+
+    agent = Agent(name="a", model=FunctionModel(respond), tools=[needs_app])
+    for _ in range(2):
+        with pytest.raises(ContextTypeError, match="needs_app"):
+            await agent.run("go", context=OtherContext())
+        assert requests == []
+    assert (await agent.run("go", context=AppContext(user_id="u"))).output == "done"
+    with pytest.raises(ContextTypeError, match="needs_app"):
+        await agent.run("go", context=OtherContext())
+    assert requests == [1]
+
+
 def test_agent_context_type_rejects_incompatible_tools_and_subagents() -> None:
     """`Agent(context_type=...)` checks every tool and subagent when the agent is built."""
 
