@@ -264,11 +264,14 @@ class Tool(BaseTool, Generic[P, R]):
             return func(**arguments)
         level = _thread_level.get()
 
-        def in_thread() -> Any:
+        def in_thread() -> tuple[Any]:
             _thread_level.set(level + 1)  # this thread's copy of the context: nested runs see it
-            return func(**arguments)
+            # In a 1-tuple: trio refuses a coroutine as a thread's result with its own TypeError, and
+            # the run loop should name the mistake (a sync tool that returned `agent.run(...)`) itself.
+            return (func(**arguments),)
 
-        return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+        (value,) = await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+        return value
 
 
 @dataclass(frozen=True, slots=True)
