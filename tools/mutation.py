@@ -407,11 +407,16 @@ class CoveragePlugin:
         Path(self.out).write_text(json.dumps({"lines": lines, "durations": self.durations}))
 
 
+# Loaded with `-p mutation`, this module is imported before the conftest files (which import cogent),
+# so tracing starts here: the lines cogent runs while it is imported count as executed at import.
+_TRACE_FILES, _TRACE_OUT = os.environ.get("MUTATION_TRACE_FILES"), os.environ.get("MUTATION_TRACE_OUT")
+_COVERAGE = CoveragePlugin(_TRACE_FILES.split(os.pathsep), _TRACE_OUT) if _TRACE_FILES and _TRACE_OUT else None
+
+
 def pytest_configure(config: Any) -> None:
-    """The plugin hook: trace only when the baseline asked for it."""
-    files, out = os.environ.get("MUTATION_TRACE_FILES"), os.environ.get("MUTATION_TRACE_OUT")
-    if files and out:
-        config.pluginmanager.register(CoveragePlugin(files.split(os.pathsep), out), "mutation-coverage")
+    """The plugin hook: record per test when the baseline asked for tracing."""
+    if _COVERAGE is not None:
+        config.pluginmanager.register(_COVERAGE, "mutation-coverage")
 
 
 @dataclass
@@ -551,6 +556,8 @@ class Worker:
             return "survived", seconds, "", ""
         if process.returncode in (1, 2, 3):  # tests failed, interrupted (e.g. import error), internal error
             return "killed", seconds, failed.group(1) if failed else f"exit code {process.returncode}", ""
+        if "ImportError while loading conftest" in output:  # the mutant breaks `import cogent`
+            return "killed", seconds, "import cogent", ""
         return "error", seconds, "", output[-3000:]
 
 
