@@ -391,6 +391,8 @@ async def test_skip_has_its_documented_effect_in_each_phase(
     assert result.output == output
     assert (len(requests), len(runs)) == (requests_made, tool_runs)
     assert_well_paired(result.messages)
+    if output is not None and output.startswith("saw "):  # the trace shows what the model received
+        assert [e.detail for e in result.trace if e.tool_name == "lookup"][-1] == output.removeprefix("saw ")
 
 
 async def test_skip_in_on_error_turns_a_model_error_into_the_output() -> None:
@@ -523,7 +525,9 @@ async def test_modify_tools_hides_the_tool_and_refuses_calls_to_it() -> None:
     result = await agent.run("go")
     assert requests[0].tools == ["safe"]
     assert runs == []
-    assert result.output == "saw Error: Tool 'lookup' is not available now; use one of the tools offered."
+    refusal = "Error: Tool 'lookup' is not available now; use one of the tools offered."
+    assert result.output == f"saw {refusal}"
+    assert [(e.kind, e.detail) for e in result.trace if e.tool_name == "lookup"] == [("tool_error", refusal)]
 
 
 async def test_modify_tools_in_pre_run_applies_to_every_request() -> None:
