@@ -12,7 +12,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cogent import Agent, FunctionModel, RunContext, RunState, ScriptedModel, ToolApprovalItem, ToolCall, tool
+from cogent import (
+    Agent,
+    FunctionModel,
+    InterceptContext,
+    InterceptResult,
+    ModelRetry,
+    Phase,
+    RetryContext,
+    RunContext,
+    RunState,
+    ScriptedModel,
+    ToolApprovalItem,
+    ToolCall,
+    interceptor,
+    tool,
+)
 from cogent.exceptions import RunStateError, UserError
 from cogent.messages import Message, ModelResponse, ToolReturn
 from cogent.models import ModelRequestParameters
@@ -574,3 +589,95 @@ async def test_a_decision_on_result_context_is_seen_when_resuming_with_the_calle
     assert context.approval_status(result.interruptions[0]) == "approved"
     resumed = await agent.run(result.state, context=context)  # type: ignore[arg-type]
     assert (resumed.output, context.refunds) == ("done", ["A1"])
+
+
+# --- handlers that answer wrongly, states that do not fit ---------------------------------------------
+
+
+async def test_a_handler_must_answer_a_bool() -> None:
+    """A handler answering anything but True or False (after awaiting an awaitable it returns) is a UserError and
+    the call does not run; a sync handler may return an awaitable of a bool."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    with pytest.raises(UserError, match="The approval_handler answered str for tool 'refund'; it must return True"):
+        await agent.run("go", context=context, approval_handler=lambda pending: "yes")
+    assert context.refunds == []
+
+    async def later() -> bool:
+        return True
+
+    result = await agent.run("go", context=context, approval_handler=lambda pending: later())
+    assert (result.output, context.refunds) == ("done", ["A1"])
+
+
+async def test_an_altered_pending_call_is_refused_on_resume() -> None:
+    """A RunState whose pending call was changed after the interruption (other arguments than the approver saw) is
+    refused with RunStateError when resumed, even with the original item approved; the tool does not run."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    assert result.state is not None
+    (pending,) = result.state.pending
+    context.approve_tool(pending)
+    altered = dataclasses.replace(result.state, pending=[dataclasses.replace(pending, arguments='{"order_id":"B9"}')])
+    with pytest.raises(RunStateError, match="does not match its approval item; the state was altered"):
+        await agent.run(altered, context=context)
+    assert context.refunds == []
+
+
+async def test_a_state_whose_pending_arguments_the_tool_no_longer_accepts_is_refused() -> None:
+    """Resuming with an agent whose tool of that name takes other arguments is a RunStateError naming the tool."""
+    result = await shop_agent(refund_call("A1", "c1"), "done").run("go", context=ShopContext())
+    assert result.state is not None
+
+    @tool(requires_approval=True, name="refund")
+    def refund_by_number(order_id: int) -> str:
+        return "refunded"
+
+    changed = Agent(name="shop", model=ScriptedModel(["done"]), tools=[refund_by_number, lookup])
+    with pytest.raises(RunStateError, match="pending call of tool 'refund' has arguments the tool does not accept"):
+        await changed.run(result.state, context=ShopContext())
+
+
+async def test_resuming_runs_the_call_with_the_arguments_the_approver_saw() -> None:
+    """A PRE_ACT interceptor runs once per call: on resume the approved call runs with the (modified) arguments of
+    the pending item, without validating or intercepting the model's original arguments again."""
+    seen: list[dict[str, Any]] = []
+
+    @interceptor(Phase.PRE_ACT)
+    def normalize(call: InterceptContext) -> InterceptResult | None:
+        seen.append(dict(call.tool_args or {}))
+        if call.tool_name == "refund":
+            return InterceptResult.modify_args(order_id=str(call.tool_args["order_id"]).upper())  # type: ignore[index]
+        return None
+
+    agent = Agent(
+        name="shop", model=ScriptedModel([refund_call("a1", "c1"), "done"]), tools=[refund], interceptors=[normalize]
+    )
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    (pending,) = result.interruptions
+    assert pending.arguments == '{"order_id":"A1"}'
+    context.approve_tool(pending)
+    await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert context.refunds == ["A1"]
+    assert seen == [{"order_id": "a1"}]
+
+
+async def test_a_retried_call_of_an_always_approved_tool_runs() -> None:
+    """The copy of a `RetryContext` a retried call receives shares the context's decisions: after `always_approve`,
+    the retry of a call that asked for one runs without interrupting."""
+    attempts: list[int] = []
+
+    @tool(requires_approval=True)
+    def charge(ctx: RetryContext, amount: int) -> str:
+        attempts.append(ctx.retry_count)
+        if ctx.retry_count == 0:
+            raise ModelRetry("the gateway was busy")
+        return f"charged {amount}"
+
+    context = RetryContext()
+    context.approve_tool(item(tool_name="charge", call_id="setup"), always_approve=True)
+    model = ScriptedModel([ToolCall("charge", {"amount": 5}), ToolCall("charge", {"amount": 5}), "done"])
+    result = await Agent(name="pay", model=model, tools=[charge]).run("go", context=context)
+    assert (result.output, result.interruptions, attempts) == ("done", [], [0, 1])

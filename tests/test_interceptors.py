@@ -395,6 +395,15 @@ async def test_skip_has_its_documented_effect_in_each_phase(
         assert [e.detail for e in result.trace if e.tool_name == "lookup"][-1] == output.removeprefix("saw ")
 
 
+async def test_post_act_replaces_a_subagents_answer() -> None:
+    """POST_ACT `skip(result)` replaces a delegation's result too: the parent's model receives the replacement."""
+    sub = Agent(name="researcher", description="Researches.", model=ScriptedModel(["the raw finding"]))
+    model, _ = recording_model(ToolCall("researcher", {"task": "find"}), echo)
+    redact = returning(Phase.POST_ACT, InterceptResult.skip("[redacted]"))
+    result = await Agent(name="lead", model=model, subagents=[sub], interceptors=[redact]).run("go")
+    assert result.output == "saw [redacted]"
+
+
 async def test_skip_in_on_error_turns_a_model_error_into_the_output() -> None:
     """ON_ERROR `skip(result)` for a model error swallows it, makes `result` the output, and POST_RUN still fires."""
 

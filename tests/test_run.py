@@ -174,10 +174,27 @@ async def test_a_malformed_model_response_is_unexpected_model_behavior(response:
 @pytest.mark.anyio
 @pytest.mark.parametrize("history", ["hello", b"hello", iter([]), set()], ids=["str", "bytes", "iterator", "set"])
 async def test_message_history_must_be_a_list_of_cogent_messages(history: Any) -> None:
-    """A string, bytes, a generator or a set as `message_history` is refused with a UserError saying what to pass."""
+    """A string, bytes, a generator or a set as `message_history` is refused with a UserError saying what to pass;
+    so is a list holding provider-style dicts."""
     agent = Agent(name="a", model="test")
     with pytest.raises(UserError, match=r"message_history=\w+; pass a list of cogent messages"):
         await agent.run("go", message_history=history)
+    with pytest.raises(UserError, match=r"message_history\[1\] = dict; pass cogent messages"):
+        await agent.run("go", message_history=[UserPrompt(content="hi"), {"role": "assistant", "content": "hello"}])
+
+
+@pytest.mark.anyio
+async def test_an_assigned_call_id_never_collides_with_one_the_model_chose() -> None:
+    """When the model itself uses an id of the form the run assigns (`call_<n>`), the id assigned to a call without
+    one is still unique in the history."""
+    add = tool(lambda a, b: str(a + b), name="add")
+    calls = [ToolCall("add", {"a": 1, "b": 1}, "call_1"), ToolCall("add", {"a": 2, "b": 2})]
+    result = await Agent(name="a", model=ScriptedModel([calls, "done"]), tools=[add]).run("go")
+    response = result.messages[1]
+    assert isinstance(response, ModelResponse)
+    ids = [c.id for c in response.tool_calls]
+    assert ids[0] == "call_1" and ids[1] is not None and ids[1] != "call_1"
+    assert [m.tool_call_id for m in result.messages if isinstance(m, ToolReturn)] == ids
 
 
 @pytest.mark.anyio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from cogent import (
     Agent,
+    BaseTool,
     ContextTypeError,
     FunctionModel,
     RunContext,
@@ -26,7 +28,7 @@ from cogent import (
     UserError,
     tool,
 )
-from cogent.messages import Message
+from cogent.messages import Message, RetryPrompt, ToolReturn
 from cogent.models import ModelRequestParameters
 
 
@@ -170,6 +172,40 @@ async def test_generic_newtype_and_protocol_context_annotations() -> None:
     assert (await agent.run("go", context=AppContext(user_id="u1"))).output == "u1|u1"
     with pytest.raises(ContextTypeError, match="ChecksUser"):
         await agent.run("go", context=OtherContext())
+
+
+def test_a_parameter_named_ctx_with_a_loose_annotation_is_the_context() -> None:
+    """`ctx` annotated `Any`, `object` or a Protocol (each also `| None`) receives the context; `ctx` annotated with
+    an ordinary type, or a union of two, is a model argument like any other."""
+
+    @tool
+    def any_ctx(ctx: Any, q: str) -> str:
+        return q
+
+    @tool
+    def object_ctx(q: str, ctx: object | None = None) -> str:
+        return q
+
+    @tool
+    def protocol_ctx(q: str, ctx: ChecksUser | None = None) -> str:
+        return q
+
+    @tool
+    def typed_ctx(ctx: int, q: str) -> str:
+        return q
+
+    @tool
+    def union_ctx(ctx: int | str, q: str) -> str:
+        return q
+
+    assert [context_of(t) for t in (any_ctx, object_ctx, protocol_ctx)] == [
+        ("ctx", RunContext, True),
+        ("ctx", RunContext, True),
+        ("ctx", ChecksUser, True),
+    ]
+    for t in (typed_ctx, union_ctx):
+        assert context_of(t) is None
+        assert list(properties(t)) == ["ctx", "q"]
 
 
 def test_unannotated_ctx_fallback_and_no_context() -> None:
@@ -496,6 +532,17 @@ def test_an_unresolvable_annotation_error_names_the_parameter_that_fails() -> No
 
     with pytest.raises(UserError, match="parameter 'other'"):
         _ = broken.definition
+
+
+def test_an_unresolvable_return_annotation_is_a_user_error() -> None:
+    """A return annotation that names something undefined fails on first use with the name in the message."""
+
+    @tool
+    def answer(q: str) -> Missing:  # type: ignore[name-defined]  # noqa: F821
+        return q
+
+    with pytest.raises(UserError, match=r"Tool 'answer' has a type annotation that cannot be resolved: name 'Missing'"):
+        _ = answer.definition
 
 
 DEFAULT_CONTEXT = RunContext()
@@ -945,3 +992,70 @@ async def test_execute_runs_the_function_with_the_context_and_leaves_the_argumen
     with pytest.raises(ContextTypeError, match="needs an instance of AppContext"):
         await greet.execute(arguments, OtherContext())
     assert ran == ["ada"]
+
+
+def test_misused_tool_arguments_are_user_errors() -> None:
+    """`tool()` refuses a non-callable and a `requires_approval` that is not a bool, naming the fix; the reprs of a
+    tool and of a subagent tool name them."""
+    with pytest.raises(UserError, match="tool\\(\\) needs a function, got 5"):
+        tool(5)  # type: ignore[call-overload]
+    with pytest.raises(UserError, match="requires_approval='yes'; pass True or False"):
+        tool(requires_approval="yes")(lambda: "x")  # type: ignore[arg-type]
+
+    @tool
+    def ping() -> str:
+        return "pong"
+
+    sub = Agent(name="helper", model="test", description="Helps.")
+    assert (repr(ping), repr(sub.as_tool(name="ask_helper"))) == (
+        "Tool(name='ping')",
+        "AgentTool(name='ask_helper', agent='helper')",
+    )
+
+
+@pytest.mark.anyio
+async def test_subagent_arguments_as_json_text() -> None:
+    """A delegation's arguments may come as JSON text; empty text asks the model for the missing `task`."""
+    helper = Agent(name="helper", model=ScriptedModel(["helped"]), description="Helps.")
+    delegate = helper.as_tool()
+    assert delegate.validate_arguments('{"task": "sum it up"}') == {"task": "sum it up"}
+    result = await Agent(name="lead", model=ScriptedModel([ToolCall("helper", ""), "ok"]), subagents=[helper]).run("go")
+    (retry,) = [m for m in result.messages if isinstance(m, RetryPrompt)]
+    assert "task: Field required" in retry.content
+
+
+class Shout(BaseTool):
+    """A tool written as a BaseTool subclass (as a toolset provides them), with its own validation."""
+
+    name = "shout"
+    requires_approval = False
+    timeout = None
+
+    @property
+    def definition(self) -> ToolDefinition:
+        return ToolDefinition(name="shout", description="Shout a word.", parameters_json_schema={"type": "object"})
+
+    def validate_arguments(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+        if args.get("word") == "misconfigured":
+            raise UserError("Tool 'shout' is misconfigured.")
+        if not isinstance(args.get("word"), str):
+            raise ValueError("word must be a string")
+        return args
+
+    async def execute(self, arguments: dict[str, Any], ctx: RunContext) -> str:
+        return f"{arguments['word'].upper()} ({ctx.get('tenant')})"
+
+
+@pytest.mark.anyio
+async def test_a_base_tool_subclass_is_validated_and_executed() -> None:
+    """A BaseTool subclass is executed through its `execute` with the context; its ValueError is a retry prompt for
+    the model, while a UserError it raises (a programming error) ends the run."""
+    model = ScriptedModel([[ToolCall("shout", {"word": "hi"}), ToolCall("shout", {"word": 3})], "ok"])
+    result = await Agent(name="a", model=model, tools=[Shout()]).run("go", context={"tenant": "acme"})
+    shouted, retry = result.messages[2:4]
+    assert isinstance(shouted, ToolReturn) and shouted.content == "HI (acme)"
+    assert isinstance(retry, RetryPrompt) and "word must be a string" in retry.content
+    misconfigured = Agent(name="a", model=call_then_echo(ToolCall("shout", {"word": "misconfigured"})), tools=[Shout()])
+    with pytest.raises(UserError, match="misconfigured"):
+        await misconfigured.run("go")

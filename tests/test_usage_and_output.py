@@ -195,6 +195,31 @@ async def test_output_type_validates_the_final_result_tool() -> None:
     assert info.tools == []
 
 
+async def test_a_structured_agent_runs_its_tools_before_the_final_answer() -> None:
+    """With `output_type`, the model's ordinary tool calls run as usual; `final_result` ends the run."""
+    looked_up: list[int] = []
+
+    @tool
+    def lookup(order_id: int) -> str:
+        looked_up.append(order_id)
+        return "shipped"
+
+    model = ScriptedModel(
+        [ToolCall("lookup", {"order_id": 5}), ToolCall("final_result", {"order_id": 5, "status": "shipped"})]
+    )
+    result = await Agent(name="typed", model=model, output_type=Order, tools=[lookup]).run("Order 5?")
+    assert (result.output, looked_up) == (Order(order_id=5, status="shipped"), [5])
+
+
+async def test_final_result_is_an_unknown_tool_for_a_text_agent() -> None:
+    """An agent without `output_type` has no `final_result` tool: a model calling it gets an unknown-tool retry."""
+    model = ScriptedModel([ToolCall("final_result", {"order_id": 5}), "It shipped."])
+    result = await Agent(name="plain", model=model).run("Order 5?")
+    assert result.output == "It shipped."
+    retry = result.messages[2]
+    assert isinstance(retry, RetryPrompt) and retry.content.startswith("Unknown tool name: 'final_result'")
+
+
 async def test_invalid_output_is_sent_back_and_retried() -> None:
     """A final answer that fails validation goes back to the model with the field errors, and the retry succeeds."""
     retries: list[RetryPrompt] = []
