@@ -189,8 +189,11 @@ class FunctionSchema:
             raise UserError(f"{self.owner} cannot be used: " + "; ".join(problems) + ".")
 
     def _hints(self) -> dict[str, Any]:
+        func = self.func
+        if not (inspect.isroutine(func) or inspect.isclass(func)):
+            func = getattr(type(func), "__call__", func)  # noqa: B004 - a callable object: its __call__'s annotations
         try:
-            return typing.get_type_hints(self.func, localns=self._localns, include_extras=True)
+            return typing.get_type_hints(func, localns=self._localns, include_extras=True)
         except NameError:
             raise
         except Exception as exc:  # e.g. TypeError from a malformed annotation
@@ -288,7 +291,8 @@ class FunctionSchema:
             else:
                 fields[name] = NotRequired[hint]
                 defaults[name] = p.default
-        arguments = TypedDict(f"{self.func.__name__}_arguments", fields)  # type: ignore[misc]
+        name = getattr(self.func, "__name__", type(self.func).__name__)
+        arguments = TypedDict(f"{name}_arguments", fields)  # type: ignore[misc]
         arguments.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
         try:
             self._adapter = TypeAdapter(arguments)

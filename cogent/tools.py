@@ -266,27 +266,18 @@ class Tool(BaseTool, Generic[P, R]):
         level = _thread_level.get()
         nested = NestedRuns()
 
-        def in_thread() -> Any:
+        def in_thread() -> tuple[Any]:
             _thread_level.set(level + 1)  # this thread's copy of the context: nested runs see it
             _nested_runs.set(nested)
-            value = func(**arguments)
-            # trio refuses a coroutine returned from a worker thread (a TypeError about trio itself):
-            # hand it back boxed, so the run loop reports the missing await (e.g. `agent.run` for run_sync).
-            return _Unawaited(value) if inspect.iscoroutine(value) else value
+            # In a 1-tuple: trio refuses a coroutine as a thread's result with its own TypeError, and
+            # the run loop should name the mistake (a sync tool that returned `agent.run(...)`) itself.
+            return (func(**arguments),)
 
         try:
-            value = await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
+            (value,) = await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True, limiter=_thread_limiter(level))
         finally:
             nested.close()  # the call is over (or cancelled and its thread abandoned): so are its nested runs
-        return value.coroutine if isinstance(value, _Unawaited) else value
-
-
-@dataclass(frozen=True, slots=True)
-class _Unawaited:
-    """A coroutine a sync tool returned from its worker thread, carried back to the event loop."""
-
-    coroutine: Any
-    """The coroutine nobody awaited."""
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,8 +12,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cogent import Agent, FunctionModel, RunContext, RunState, ScriptedModel, ToolApprovalItem, ToolCall, tool
-from cogent.exceptions import RunStateError
+from cogent import (
+    Agent,
+    FunctionModel,
+    InterceptContext,
+    InterceptResult,
+    ModelRetry,
+    Phase,
+    RetryContext,
+    RunContext,
+    RunState,
+    ScriptedModel,
+    ToolApprovalItem,
+    ToolCall,
+    interceptor,
+    tool,
+)
+from cogent.exceptions import RunStateError, UserError
 from cogent.messages import Message, ModelResponse, ToolReturn
 from cogent.models import ModelRequestParameters
 
@@ -203,21 +220,61 @@ async def test_an_async_handler_rejects_and_the_model_receives_the_rejection() -
     assert result.output == "ok"
 
 
+async def test_a_callable_object_with_an_async_call_method_is_a_handler() -> None:
+    """An approver object whose `__call__` is `async def` is awaited, with the item and the context injected."""
+
+    class SmallRefunds:
+        def __init__(self, allowed: set[str]) -> None:
+            self.allowed = allowed
+
+        async def __call__(self, pending: ToolApprovalItem, ctx: ShopContext) -> bool:
+            return json.loads(pending.arguments)["order_id"] in self.allowed and ctx.shop_id == "shop-1"
+
+    agent = shop_agent([refund_call("A1", "c1"), refund_call("B2", "c2")], "done")
+    result = await agent.run("go", context=ShopContext(), approval_handler=SmallRefunds({"A1"}))
+    assert result.context.refunds == ["A1"]
+    assert tool_results(result.messages) == ["refunded A1 at shop-1", REJECTED]
+
+
+async def test_a_handler_must_take_the_item() -> None:
+    """A handler that does not take exactly the pending item (besides the context) is a UserError and nothing runs;
+    a positional-only parameter is fine, since the item is passed positionally."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    with pytest.raises(UserError, match=r"The approval_handler must take 1 parameter\(s\).*takes 0 \(none\)"):
+        await agent.run("go", context=context, approval_handler=lambda: True)
+
+    def two(pending: ToolApprovalItem, note: str) -> bool:
+        return True
+
+    with pytest.raises(UserError, match=r"takes 2 \(pending, note\)"):
+        await agent.run("go", context=context, approval_handler=two)
+    assert context.refunds == []
+
+    def only_positional(pending: ToolApprovalItem, /) -> bool:
+        return pending.call_id == "c1"
+
+    assert (await agent.run("go", context=context, approval_handler=only_positional)).output == "done"
+    assert context.refunds == ["A1"]
+
+
 async def test_a_handlers_decision_is_per_call() -> None:
     """The handler is asked again for a later call of the same tool: its answer decides one call and is not
     recorded on the context (so no later call, of this run or another, can ride on it)."""
-    asked: list[str] = []
+    asked: list[ToolApprovalItem] = []
 
     def approve(pending: ToolApprovalItem) -> bool:
-        asked.append(pending.call_id)
+        asked.append(pending)
         return True
 
     agent = shop_agent(refund_call("A1", "c1"), refund_call("A2", "c2"), "done")
     context = ShopContext()
-    await agent.run("refund both", context=context, approval_handler=approve)
-    assert asked == ["c1", "c2"]
+    result = await agent.run("refund both", context=context, approval_handler=approve)
+    assert [p.call_id for p in asked] == ["c1", "c2"]
     assert context.refunds == ["A1", "A2"]
     assert (context.is_tool_approved("refund", "c1"), context.is_tool_approved("refund", "c3")) == (None, None)
+    for ctx in (context, result.context):
+        assert [ctx.approval_status(p) for p in asked] == ["undecided", "undecided"]
 
 
 async def test_a_permanent_decision_skips_the_handler() -> None:
@@ -411,3 +468,216 @@ async def test_a_subagent_approval_with_a_handler_does_not_interrupt() -> None:
     context = ShopContext()
     result = await lead.run("go", context=context, approval_handler=approve)
     assert (result.output, asked, context.refunds) == ("done", ["refund_desk"], ["A1"])
+
+
+# --- what a decision covers -------------------------------------------------------------------------
+
+
+async def test_a_per_call_decision_is_used_once() -> None:
+    """The per-call approval the resumed run acted on is forgotten afterwards: it cannot cover a later call."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    (pending,) = result.interruptions
+    context.approve_tool(pending)
+    assert (context.approval_status(pending), context.is_tool_approved("refund", "c1")) == ("approved", True)
+    await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert context.refunds == ["A1"]
+    assert (context.approval_status(pending), context.is_tool_approved("refund", "c1")) == ("undecided", None)
+
+
+async def test_a_per_call_approval_never_covers_the_same_call_in_another_run() -> None:
+    """An approval of one run's pending call does not let a new run's call with the same id, tool and arguments run."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    first = await agent.run("go", context=context)
+    context.approve_tool(first.interruptions[0])
+    second = await agent.run("go", context=context)  # a new run, not a resume of `first`
+    assert context.refunds == []
+    assert [i.call_id for i in second.interruptions] == ["c1"]
+    assert second.interruptions[0].approval_id != first.interruptions[0].approval_id
+
+
+def test_a_decision_on_an_item_without_an_approval_id_covers_only_that_item() -> None:
+    """Items built by hand (no `approval_id`) are decided one by one, by tool, call id and arguments."""
+    ctx = RunContext()
+    ctx.approve_tool(item(call_id="c1"))
+    ctx.reject_tool(item(tool_name="wipe", call_id="c1"))
+    assert ctx.approval_status(item(call_id="c1")) == "approved"
+    assert ctx.approval_status(item(tool_name="wipe", call_id="c1")) == "rejected"
+    assert ctx.approval_status(item(call_id="c2")) == "undecided"
+    other_arguments = ToolApprovalItem(tool_name="refund", call_id="c1", arguments='{"x":1}', agent_name="agent")
+    assert ctx.approval_status(other_arguments) == "undecided"
+
+
+async def test_always_reject_rejects_every_call_without_asking_the_handler() -> None:
+    """After `always_reject=True`, every call of the tool is rejected (the model is told), the handler is not asked."""
+
+    def never(pending: ToolApprovalItem) -> bool:
+        raise AssertionError("the handler must not be asked")
+
+    context = ShopContext()
+    context.reject_tool(item(call_id="earlier"), always_reject=True)
+    assert context.approval_status(item(call_id="any")) == "rejected"
+    result = await shop_agent(refund_call("A1", "c1"), "done").run("go", context=context, approval_handler=never)
+    assert context.refunds == []
+    assert tool_results(result.messages) == [REJECTED]
+    assert result.interruptions == []
+
+
+async def test_copies_made_by_the_caller_carry_no_decisions() -> None:
+    """`copy.copy()` and `with_metadata()` of a context start without its decisions, so a context derived for another
+    request never inherits an approval; the run's own `result.context` shares them."""
+    context = ShopContext()
+    context.approve_tool(item(call_id="c1"), always_approve=True)
+    for derived in (copy.copy(context), context.with_metadata(request="r2")):
+        assert derived.approval_status(item(call_id="c2")) == "undecided"
+        result = await shop_agent(refund_call("A1", "c2"), "done").run("go", context=derived)
+        assert [i.call_id for i in result.interruptions] == ["c2"]
+        assert result.context.approval_status(result.interruptions[0]) == "undecided"
+    assert context.approval_status(item(call_id="c2")) == "approved"
+
+
+async def test_calls_whose_fields_run_together_get_separate_decisions() -> None:
+    """Two pending calls whose call id and tool name concatenate to the same text ("xa" + "b" and "x" + "ab") are
+    distinct items: approving one and rejecting the other runs exactly the approved one."""
+    ran: list[str] = []
+
+    @tool(requires_approval=True)
+    def b(order_id: str) -> str:
+        """Tool b."""
+        ran.append("b")
+        return "b ran"
+
+    @tool(requires_approval=True)
+    def ab(order_id: str) -> str:
+        """Tool ab."""
+        ran.append("ab")
+        return "ab ran"
+
+    agent = Agent(
+        name="shop",
+        model=ScriptedModel([[ToolCall("b", {"order_id": "1"}, "xa"), ToolCall("ab", {"order_id": "1"}, "x")], "done"]),
+        tools=[b, ab],
+    )
+    context = RunContext()
+    result = await agent.run("go", context=context)
+    by_tool = {i.tool_name: i for i in result.interruptions}
+    assert by_tool["b"].approval_id != by_tool["ab"].approval_id
+    context.approve_tool(by_tool["b"])
+    context.reject_tool(by_tool["ab"])
+    await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert ran == ["b"]
+
+
+def test_an_approval_item_cannot_be_changed_after_it_is_reported() -> None:
+    """A pending item is immutable (its arguments are what the approver saw) and is built from keyword arguments."""
+    pending = item()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pending.arguments = '{"order_id":"other"}'  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ToolApprovalItem("refund", "c1", "{}", "agent")  # type: ignore[misc]
+
+
+async def test_a_decision_on_result_context_is_seen_when_resuming_with_the_callers_context() -> None:
+    """`result.context` shares the caller's decisions even when the caller's context had none before the run: an
+    approval made on it lets the resumed run (with the caller's context) run the call."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    result.context.approve_tool(result.interruptions[0])
+    assert context.approval_status(result.interruptions[0]) == "approved"
+    resumed = await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert (resumed.output, context.refunds) == ("done", ["A1"])
+
+
+# --- handlers that answer wrongly, states that do not fit ---------------------------------------------
+
+
+async def test_a_handler_must_answer_a_bool() -> None:
+    """A handler answering anything but True or False (after awaiting an awaitable it returns) is a UserError and
+    the call does not run; a sync handler may return an awaitable of a bool."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    with pytest.raises(UserError, match="The approval_handler answered str for tool 'refund'; it must return True"):
+        await agent.run("go", context=context, approval_handler=lambda pending: "yes")
+    assert context.refunds == []
+
+    async def later() -> bool:
+        return True
+
+    result = await agent.run("go", context=context, approval_handler=lambda pending: later())
+    assert (result.output, context.refunds) == ("done", ["A1"])
+
+
+async def test_an_altered_pending_call_is_refused_on_resume() -> None:
+    """A RunState whose pending call was changed after the interruption (other arguments than the approver saw) is
+    refused with RunStateError when resumed, even with the original item approved; the tool does not run."""
+    agent = shop_agent(refund_call("A1", "c1"), "done")
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    assert result.state is not None
+    (pending,) = result.state.pending
+    context.approve_tool(pending)
+    altered = dataclasses.replace(result.state, pending=[dataclasses.replace(pending, arguments='{"order_id":"B9"}')])
+    with pytest.raises(RunStateError, match="does not match its approval item; the state was altered"):
+        await agent.run(altered, context=context)
+    assert context.refunds == []
+
+
+async def test_a_state_whose_pending_arguments_the_tool_no_longer_accepts_is_refused() -> None:
+    """Resuming with an agent whose tool of that name takes other arguments is a RunStateError naming the tool."""
+    result = await shop_agent(refund_call("A1", "c1"), "done").run("go", context=ShopContext())
+    assert result.state is not None
+
+    @tool(requires_approval=True, name="refund")
+    def refund_by_number(order_id: int) -> str:
+        return "refunded"
+
+    changed = Agent(name="shop", model=ScriptedModel(["done"]), tools=[refund_by_number, lookup])
+    with pytest.raises(RunStateError, match="pending call of tool 'refund' has arguments the tool does not accept"):
+        await changed.run(result.state, context=ShopContext())
+
+
+async def test_resuming_runs_the_call_with_the_arguments_the_approver_saw() -> None:
+    """A PRE_ACT interceptor runs once per call: on resume the approved call runs with the (modified) arguments of
+    the pending item, without validating or intercepting the model's original arguments again."""
+    seen: list[dict[str, Any]] = []
+
+    @interceptor(Phase.PRE_ACT)
+    def normalize(call: InterceptContext) -> InterceptResult | None:
+        seen.append(dict(call.tool_args or {}))
+        if call.tool_name == "refund":
+            return InterceptResult.modify_args(order_id=str(call.tool_args["order_id"]).upper())  # type: ignore[index]
+        return None
+
+    agent = Agent(
+        name="shop", model=ScriptedModel([refund_call("a1", "c1"), "done"]), tools=[refund], interceptors=[normalize]
+    )
+    context = ShopContext()
+    result = await agent.run("go", context=context)
+    (pending,) = result.interruptions
+    assert pending.arguments == '{"order_id":"A1"}'
+    context.approve_tool(pending)
+    await agent.run(result.state, context=context)  # type: ignore[arg-type]
+    assert context.refunds == ["A1"]
+    assert seen == [{"order_id": "a1"}]
+
+
+async def test_a_retried_call_of_an_always_approved_tool_runs() -> None:
+    """The copy of a `RetryContext` a retried call receives shares the context's decisions: after `always_approve`,
+    the retry of a call that asked for one runs without interrupting."""
+    attempts: list[int] = []
+
+    @tool(requires_approval=True)
+    def charge(ctx: RetryContext, amount: int) -> str:
+        attempts.append(ctx.retry_count)
+        if ctx.retry_count == 0:
+            raise ModelRetry("the gateway was busy")
+        return f"charged {amount}"
+
+    context = RetryContext()
+    context.approve_tool(item(tool_name="charge", call_id="setup"), always_approve=True)
+    model = ScriptedModel([ToolCall("charge", {"amount": 5}), ToolCall("charge", {"amount": 5}), "done"])
+    result = await Agent(name="pay", model=model, tools=[charge]).run("go", context=context)
+    assert (result.output, result.interruptions, attempts) == ("done", [], [0, 1])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import pickle
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +15,17 @@ import pydantic.dataclasses
 import pytest
 from helpers import echo_model
 
-from cogent import Agent, DelegationContext, FunctionModel, RunContext, ToolCall, current_context, tool
+from cogent import (
+    Agent,
+    DelegationContext,
+    FunctionModel,
+    RunContext,
+    ToolApprovalItem,
+    ToolCall,
+    UserError,
+    current_context,
+    tool,
+)
 from cogent.messages import Message, ModelResponse
 from cogent.models import ModelRequestParameters
 
@@ -349,6 +362,36 @@ async def test_repr_masks_secrets_and_omits_repr_false_fields() -> None:
     assert "internal" not in text and "query" not in text
 
 
+async def test_the_executing_agent_is_not_data_of_the_context() -> None:
+    """The framework-set `agent` is neither in the repr nor compared: the run's copy (with its agent) equals the
+    caller's context with the same field values."""
+    agent = Agent(name="a", model="test")
+    caller = AppContext(user_id="u", db=Service(), query="q")
+    result = await agent.run("q", context=caller)
+    assert result.context.agent is agent
+    assert result.context == caller
+    assert repr(result.context) == repr(caller)
+    assert "agent" not in repr(result.context)
+
+
+async def test_a_mixins_init_subclass_runs_for_context_subclasses() -> None:
+    """`RunContext.__init_subclass__` cooperates: a mixin's own `__init_subclass__` (e.g. a registry) still runs,
+    and class keyword arguments reach it."""
+    registry: dict[str, type[Any]] = {}
+
+    class Registered:
+        def __init_subclass__(cls, key: str = "", **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            registry[key or cls.__name__] = cls
+
+    @dataclass
+    class Tenant(RunContext, Registered, key="tenant"):
+        tenant_id: str = "t"
+
+    assert registry == {"tenant": Tenant}
+    assert Tenant().tenant_id == "t"
+
+
 async def test_custom_repr_is_kept() -> None:
     """A subclass that defines its own __repr__ keeps it."""
 
@@ -449,3 +492,71 @@ async def test_wrong_context_kind_is_a_user_error() -> None:
     agent = Agent(name="a", model="test")
     with pytest.raises(UserError, match="pass a RunContext"):
         await agent.run("go", context="not a context")  # type: ignore[arg-type]
+
+
+# --- copies, decisions and serialization ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", FORMS)
+async def test_pickle_and_deepcopy_keep_the_fields_and_drop_the_decisions(cls: type[RunContext]) -> None:
+    """A pickled or deep-copied context (every subclassing form) has the same fields and none of the original's
+    approval decisions."""
+    original = make(cls)
+    pending = ToolApprovalItem(tool_name="wipe", call_id="c1", arguments="{}", agent_name="a")
+    original.approve_tool(pending, always_approve=True)
+    for copied in (pickle.loads(pickle.dumps(original)), copy.deepcopy(original)):
+        assert type(copied) is cls
+        assert {f.name: getattr(copied, f.name) for f in dataclasses.fields(copied) if f.name != "db"} == {
+            f.name: getattr(original, f.name) for f in dataclasses.fields(original) if f.name != "db"
+        }
+        assert copied.approval_status(pending) == "undecided"
+    assert original.approval_status(pending) == "approved"
+
+
+async def test_deciding_something_that_is_not_an_approval_item_is_a_user_error() -> None:
+    """`approve_tool` / `reject_tool` need the ToolApprovalItem from `result.interruptions`; anything else (e.g. a
+    call id) is refused with a UserError naming the method."""
+    ctx = RunContext()
+    with pytest.raises(UserError, match=r"RunContext.approve_tool\(\) needs a ToolApprovalItem .* got str"):
+        ctx.approve_tool("c1")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"RunContext.reject_tool\(\) needs a ToolApprovalItem .* got dict"):
+        ctx.reject_tool({"call_id": "c1"})  # type: ignore[arg-type]
+
+
+async def test_a_context_inside_a_tool_result_is_never_serialized() -> None:
+    """A tool that returns its context (or a structure holding it) sends the model a placeholder, never its fields."""
+
+    @tool
+    def leak(ctx: AppContext) -> dict[str, Any]:
+        return {"user": ctx.user_id, "context": ctx}
+
+    agent = Agent(name="a", model=echo_model(ToolCall("leak", {})), tools=[leak])
+    result = await agent.run("go", context=AppContext(user_id="u1", db=Service(), metadata={"secret": "s3cr3t"}))
+    assert json.loads(result.output) == {"user": "u1", "context": "<AppContext: a run context is never serialized>"}
+
+
+async def test_a_context_class_whose_init_skips_runcontexts_is_a_user_error() -> None:
+    """A plain (non-dataclass) subclass whose `__init__` does not call `super().__init__()` has no metadata: running
+    with it is a UserError saying how to fix the class."""
+
+    class Handmade(RunContext):
+        def __init__(self, user_id: str) -> None:
+            self.user_id = user_id
+
+    agent = Agent(name="a", model="test")
+    with pytest.raises(UserError, match=r"Handmade has no `metadata` or `query` attribute.*call super\(\).__init__\(\)"):
+        await agent.run("go", context=Handmade("u1"))
+
+
+async def test_create_child_context_must_return_a_context() -> None:
+    """An override of `create_child_context()` that returns something else fails the delegation with a UserError."""
+
+    @dataclass
+    class Broken(RunContext):
+        def create_child_context(self) -> Any:
+            return {"depth": 1}
+
+    sub = Agent(name="sub", model="test", description="Helps.")
+    parent = Agent(name="parent", model=echo_model(ToolCall("sub", {"task": "t"})), subagents=[sub])
+    with pytest.raises(UserError, match=r"Broken.create_child_context\(\) returned a dict; return a RunContext"):
+        await parent.run("go", context=Broken())

@@ -414,6 +414,22 @@ async def test_retry_copy_of_frozen_slotted_context() -> None:
     assert result.context.retry_count == 0
 
 
+async def test_a_default_retry_context_allows_three_retries_per_tool() -> None:
+    """`RetryContext()` lets a tool that keeps asking for a retry run four times (three retries), then raises."""
+    seen: list[int] = []
+
+    @tool
+    def always_fails(ctx: RetryContext) -> str:
+        """Always ask for a retry."""
+        seen.append(ctx.retry_count)
+        raise ModelRetry("again")
+
+    agent = Agent(name="a", model=FunctionModel(lambda m, i: ToolCall("always_fails", {})), tools=[always_fails])
+    with pytest.raises(ToolRetriesExceeded, match=r"4 times.*more than the 3 retries allowed"):
+        await agent.run("q", context=RetryContext())
+    assert seen == [0, 1, 2, 3]
+
+
 # --- create_child_context and composition ---------------------------------------------
 
 
@@ -550,3 +566,32 @@ async def test_parent_context_unchanged_after_parallel_children() -> None:
     assert result.context.metadata == {"origin": "caller"}
     assert result.usage.requests == 3 + 2 + 2
     assert result.usage.tool_calls == 1 + 2 + 2
+
+
+@pytest.mark.parametrize("helper", [DelegationContext, TaskContext, RetryContext, TimedContext, ExecutionContext])
+def test_every_helper_can_be_subclassed_with_required_fields(helper: type[RunContext]) -> None:
+    """A subclass of any helper context may add required fields, passed positionally or by keyword, because every
+    field the helpers define is keyword-only."""
+
+    @dataclass
+    class Tenant(helper):  # type: ignore[valid-type, misc]
+        tenant_id: str
+
+    assert Tenant("acme").tenant_id == "acme"  # type: ignore[call-arg]
+    assert Tenant(tenant_id="acme").tenant_id == "acme"  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        helper(0)  # type: ignore[call-arg]
+
+
+def test_timed_context_reports_overdue_remaining_and_elapsed_time() -> None:
+    """`is_overdue` is true only once a deadline has passed; `remaining_seconds` is None without one and negative when
+    overdue; `elapsed_seconds` counts from `started_at`."""
+    assert TimedContext().is_overdue is False
+    assert TimedContext().remaining_seconds is None
+    past = TimedContext(deadline=now_utc() - timedelta(seconds=5), started_at=now_utc() - timedelta(seconds=10))
+    assert past.is_overdue is True
+    assert past.remaining_seconds is not None and past.remaining_seconds < 0
+    assert past.elapsed_seconds >= 10
+    future = TimedContext(deadline=now_utc() + timedelta(minutes=1))
+    assert future.is_overdue is False
+    assert future.remaining_seconds is not None and 0 < future.remaining_seconds <= 60

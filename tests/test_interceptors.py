@@ -294,6 +294,45 @@ async def test_stop_in_pre_act_replaces_the_tool_result(how: str) -> None:
     assert len(requests) == 2
 
 
+async def test_a_stop_after_some_calls_keeps_their_results_and_the_responses_text() -> None:
+    """A POST_ACT stop on the second of two sequential calls ends the run keeping the first call, its result and the
+    response's text; the call left without a result is dropped, so the history stays usable as message_history."""
+
+    @interceptor(Phase.POST_ACT)
+    def stop_at_b(call: InterceptContext) -> InterceptResult | None:
+        return InterceptResult.stop("stopped") if call.tool_args == {"key": "b"} else None
+
+    def agent_for(response: ModelResponse, runs: list[str]) -> Agent[Any, Any]:
+        return Agent(
+            name="a",
+            model=ScriptedModel([response, "unused"]),
+            tools=[Lookup(runs=runs).tool()],
+            interceptors=[stop_at_b],
+            parallel_tool_calls=False,
+        )
+
+    runs: list[str] = []
+    both = ModelResponse(
+        text="Looking both up.",
+        tool_calls=[ToolCall("lookup", {"key": "a"}, "c1"), ToolCall("lookup", {"key": "b"}, "c2")],
+    )
+    result = await agent_for(both, runs).run("go")
+    assert (result.output, runs) == ("stopped", ["a", "b"])
+    response = result.messages[1]
+    assert isinstance(response, ModelResponse)
+    assert (response.text, [c.id for c in response.tool_calls]) == ("Looking both up.", ["c1"])
+    assert [(m.tool_call_id, m.content) for m in result.messages if isinstance(m, ToolReturn)] == [("c1", "value of a")]
+    assert_well_paired(result.messages)
+
+    only = ModelResponse(text="Looking b up.", tool_calls=[ToolCall("lookup", {"key": "b"}, "c3")])
+    result = await agent_for(only, []).run("go")
+    assert [(type(m).__name__, getattr(m, "text", None)) for m in result.messages] == [
+        ("UserPrompt", None),
+        ("ModelResponse", "Looking b up."),
+    ]
+    assert result.messages[1].tool_calls == []  # type: ignore[union-attr]
+
+
 async def test_the_first_stop_wins() -> None:
     """In calling order the first stop wins and later handlers of that phase are not called (POST_* run in reverse)."""
     called: list[str] = []
@@ -352,6 +391,17 @@ async def test_skip_has_its_documented_effect_in_each_phase(
     assert result.output == output
     assert (len(requests), len(runs)) == (requests_made, tool_runs)
     assert_well_paired(result.messages)
+    if output is not None and output.startswith("saw "):  # the trace shows what the model received
+        assert [e.detail for e in result.trace if e.tool_name == "lookup"][-1] == output.removeprefix("saw ")
+
+
+async def test_post_act_replaces_a_subagents_answer() -> None:
+    """POST_ACT `skip(result)` replaces a delegation's result too: the parent's model receives the replacement."""
+    sub = Agent(name="researcher", description="Researches.", model=ScriptedModel(["the raw finding"]))
+    model, _ = recording_model(ToolCall("researcher", {"task": "find"}), echo)
+    redact = returning(Phase.POST_ACT, InterceptResult.skip("[redacted]"))
+    result = await Agent(name="lead", model=model, subagents=[sub], interceptors=[redact]).run("go")
+    assert result.output == "saw [redacted]"
 
 
 async def test_skip_in_on_error_turns_a_model_error_into_the_output() -> None:
@@ -484,7 +534,9 @@ async def test_modify_tools_hides_the_tool_and_refuses_calls_to_it() -> None:
     result = await agent.run("go")
     assert requests[0].tools == ["safe"]
     assert runs == []
-    assert result.output == "saw Error: Tool 'lookup' is not available now; use one of the tools offered."
+    refusal = "Error: Tool 'lookup' is not available now; use one of the tools offered."
+    assert result.output == f"saw {refusal}"
+    assert [(e.kind, e.detail) for e in result.trace if e.tool_name == "lookup"] == [("tool_error", refusal)]
 
 
 async def test_modify_tools_in_pre_run_applies_to_every_request() -> None:
@@ -637,6 +689,36 @@ async def test_an_interceptor_annotated_with_another_context_class_raises_contex
     agent = Agent(name="a", model=ScriptedModel(["done"]), interceptors=[needs_other])
     with pytest.raises(ContextTypeError, match=r"needs_other.*OtherContext.*TenantContext"):
         await agent.run("go", context=TenantContext(tenant_id="t-1"))
+
+
+async def test_an_interceptor_with_the_wrong_number_of_parameters_is_a_user_error() -> None:
+    """An interceptor function or method that does not take exactly the InterceptContext (besides the run context) is
+    refused with a UserError that names it and its parameters, before it is ever called wrongly."""
+    with pytest.raises(UserError, match=r"gate \(in PRE_ACT\) must take 1 parameter\(s\).*takes 2 \(call, extra\)"):
+
+        @interceptor(Phase.PRE_ACT)
+        def gate(call: InterceptContext, extra: str, ctx: RunContext) -> None:
+            return None
+
+    with pytest.raises(UserError, match=r"takes 0 \(none\)"):
+
+        @interceptor(Phase.PRE_ACT)
+        def nothing(ctx: RunContext) -> None:
+            return None
+
+    class TooMany(Interceptor):
+        def pre_act(self, context: InterceptContext, extra: str) -> None:  # type: ignore[override]
+            return None
+
+    class Intercepts(Interceptor):
+        def intercept(self, phase: Phase) -> None:  # type: ignore[override]
+            return None
+
+    for wrong, name in ((TooMany(), "TooMany.pre_act"), (Intercepts(), "Intercepts.intercept")):
+        with pytest.raises(UserError, match=rf"Interceptor .*{name} must take"):
+            Agent(name="a", model="test", interceptors=[wrong])
+        with pytest.raises(UserError, match=rf"Interceptor .*{name} must take"):
+            await Agent(name="a", model="test").run("go", interceptors=[wrong])
 
 
 # --- subagents, concurrency, cost ---------------------------------------------------------------

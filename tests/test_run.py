@@ -18,15 +18,21 @@ from cogent import (
     FunctionModel,
     MaxTurnsExceeded,
     ModelRetry,
+    RetryContext,
     RunContext,
     ScriptedModel,
+    StopExecution,
     TestModel,
     ToolCall,
     ToolRetriesExceeded,
+    UnexpectedModelBehavior,
     Usage,
     UserError,
+    current_context,
+    interceptor,
     tool,
 )
+from cogent.interceptors import InterceptContext, InterceptResult, Phase
 from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, UserPrompt
 from cogent.models import ModelRequestParameters
 
@@ -98,6 +104,97 @@ async def test_multi_turn_with_message_history() -> None:
     assert [type(m).__name__ for m in new] == ["UserPrompt", "ModelResponse"]
     assert new[0] == UserPrompt(content="and again")
     assert len(first.messages) == 2  # the first result is not modified by the second run
+
+
+@pytest.mark.anyio
+async def test_a_call_id_reused_in_a_later_turn_gets_a_fresh_id() -> None:
+    """A model that reuses an earlier turn's call id gets its call renamed, so each result pairs with exactly one call
+    in the history (and the provider never sees the same id twice)."""
+    add = tool(lambda a, b: str(a + b), name="add")
+    model = ScriptedModel([ToolCall("add", {"a": 1, "b": 1}, "c1"), ToolCall("add", {"a": 2, "b": 2}, "c1"), "done"])
+    result = await Agent(name="a", model=model, tools=[add]).run("go")
+    ids = [c.id for m in result.messages if isinstance(m, ModelResponse) for c in m.tool_calls]
+    assert ids[0] == "c1" and ids[1] not in (None, "", "c1")
+    assert [(m.tool_call_id, m.content) for m in result.messages if isinstance(m, ToolReturn)] == [
+        (ids[0], "2"),
+        (ids[1], "4"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_response_mixing_calls_with_and_without_ids_runs_every_call() -> None:
+    """Calls with and without ids in one response all run; the missing id is assigned and its result pairs with it."""
+    add = tool(lambda a, b: str(a + b), name="add")
+    calls = [ToolCall("add", {"a": 1, "b": 1}, "c1"), ToolCall("add", {"a": 2, "b": 2})]
+    result = await Agent(name="a", model=ScriptedModel([calls, "done"]), tools=[add]).run("go")
+    response = result.messages[1]
+    assert isinstance(response, ModelResponse)
+    (first, second) = [c.id for c in response.tool_calls]
+    assert first == "c1" and second not in (None, "", "c1")
+    assert [(m.tool_call_id, m.content) for m in result.messages if isinstance(m, ToolReturn)] == [
+        ("c1", "2"),
+        (second, "4"),
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("response", "problem"),
+    [
+        (ModelResponse(text="hi", usage=None), "whose usage is not a Usage"),  # type: ignore[arg-type]
+        (ModelResponse(text=b"hi"), "whose text is not a str or None"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=[{"name": "add", "arguments": "{}"}]), "tool calls that are not ToolCall"),  # type: ignore[list-item]
+        (ModelResponse(tool_calls=[ToolCall(7, {})]), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=[ToolCall("add", 7)]), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=[ToolCall("add", {}, 7)]), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        (ModelResponse(tool_calls=(ToolCall("add", {}),)), "tool calls that are not ToolCall"),  # type: ignore[arg-type]
+        ("plain text", "returned a str instead of a ModelResponse"),
+    ],
+)
+async def test_a_malformed_model_response_is_unexpected_model_behavior(response: Any, problem: str) -> None:
+    """A model (e.g. a custom Model class) that returns a malformed response fails the run with an error naming the
+    model and what is wrong, before any tool runs."""
+    ran: list[int] = []
+
+    @tool
+    def add() -> str:
+        ran.append(1)
+        return "ok"
+
+    class Broken(FunctionModel):
+        async def request(self, *args: Any, **kwargs: Any) -> Any:
+            return response
+
+    agent = Agent(name="a", model=Broken(lambda m, i: "unused", name="broken"), tools=[add])
+    with pytest.raises(UnexpectedModelBehavior, match=f"Model 'broken' .*{problem}"):
+        await agent.run("go")
+    assert ran == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("history", ["hello", b"hello", iter([]), set()], ids=["str", "bytes", "iterator", "set"])
+async def test_message_history_must_be_a_list_of_cogent_messages(history: Any) -> None:
+    """A string, bytes, a generator or a set as `message_history` is refused with a UserError saying what to pass;
+    so is a list holding provider-style dicts."""
+    agent = Agent(name="a", model="test")
+    with pytest.raises(UserError, match=r"message_history=\w+; pass a list of cogent messages"):
+        await agent.run("go", message_history=history)
+    with pytest.raises(UserError, match=r"message_history\[1\] = dict; pass cogent messages"):
+        await agent.run("go", message_history=[UserPrompt(content="hi"), {"role": "assistant", "content": "hello"}])
+
+
+@pytest.mark.anyio
+async def test_an_assigned_call_id_never_collides_with_one_the_model_chose() -> None:
+    """When the model itself uses an id of the form the run assigns (`call_<n>`), the id assigned to a call without
+    one is still unique in the history."""
+    add = tool(lambda a, b: str(a + b), name="add")
+    calls = [ToolCall("add", {"a": 1, "b": 1}, "call_1"), ToolCall("add", {"a": 2, "b": 2})]
+    result = await Agent(name="a", model=ScriptedModel([calls, "done"]), tools=[add]).run("go")
+    response = result.messages[1]
+    assert isinstance(response, ModelResponse)
+    ids = [c.id for c in response.tool_calls]
+    assert ids[0] == "call_1" and ids[1] is not None and ids[1] != "call_1"
+    assert [m.tool_call_id for m in result.messages if isinstance(m, ToolReturn)] == ids
 
 
 @pytest.mark.anyio
@@ -568,3 +665,217 @@ async def test_scripted_model_is_stateless_across_concurrent_runs() -> None:
         for uid in ("u1", "u2", "u3"):
             tg.start_soon(one, uid)
     assert outputs == {"u1": "done:u1", "u2": "done:u2", "u3": "done:u3"}
+
+
+# --- what happens to each call ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_every_call_outcome_is_in_the_trace() -> None:
+    """An unknown tool, invalid arguments, a ModelRetry, a tool error, approvals and a successful call each leave a
+    trace event naming the tool, the call and what happened."""
+
+    @tool
+    def add(a: int) -> str:
+        return str(a)
+
+    @tool
+    def flaky() -> str:
+        raise ModelRetry("try later")
+
+    @tool
+    def broken() -> str:
+        raise RuntimeError("kaput")
+
+    @tool(requires_approval=True)
+    def guarded() -> str:
+        return "ok"
+
+    @tool(requires_approval=True)
+    def denied() -> str:
+        return "ok"
+
+    calls = [
+        ToolCall("nope", {}, "c1"),
+        ToolCall("add", {"a": "x"}, "c2"),
+        ToolCall("flaky", {}, "c3"),
+        ToolCall("broken", {}, "c4"),
+        ToolCall("guarded", {}, "c5"),
+        ToolCall("denied", {}, "c6"),
+    ]
+    agent = Agent(name="a", model=ScriptedModel([calls, "done"]), tools=[add, flaky, broken, guarded, denied])
+    result = await agent.run("go", approval_handler=lambda item: item.tool_name == "guarded")
+    events = sorted((e.call_id, e.kind, e.tool_name, e.decision) for e in result.trace if e.call_id)
+    assert events == [
+        ("c1", "retry", "nope", None),
+        ("c2", "retry", "add", None),
+        ("c3", "retry", "flaky", None),
+        ("c4", "tool_error", "broken", None),
+        ("c5", "approval", "guarded", "approved"),
+        ("c5", "tool_call", "guarded", None),
+        ("c6", "approval", "denied", "rejected"),
+    ]
+    details = {e.call_id: e.detail for e in result.trace if e.kind != "approval"}
+    assert (details["c1"], details["c3"], details["c4"], details["c5"]) == (
+        "unknown tool",
+        "try later",
+        "Error: kaput",
+        "ok",
+    )
+    assert details["c2"] is not None and details["c2"].startswith("The arguments for 'add' are invalid")
+
+
+@pytest.mark.anyio
+async def test_a_failing_call_cancels_the_other_calls_of_its_response() -> None:
+    """When a call fails the run (here: its retries are exhausted), the response's other calls are cancelled, not
+    waited for; an ON_ERROR interceptor that recovers the run sees in the trace that they did not finish."""
+    never = anyio.Event()
+
+    @tool
+    async def flaky() -> str:
+        await anyio.lowlevel.checkpoint()
+        raise ModelRetry("again")
+
+    @tool
+    async def waits() -> str:
+        await never.wait()
+        return "never"
+
+    @interceptor(Phase.ON_ERROR)
+    def recover(call: InterceptContext) -> InterceptResult:
+        return InterceptResult.stop(f"recovered from {type(call.error).__name__}")
+
+    agent = Agent(
+        name="a",
+        model=ScriptedModel([[ToolCall("waits", {}, "w"), ToolCall("flaky", {}, "f")], "unused"]),
+        tools=[flaky, waits],
+        tool_retries=0,
+        interceptors=[recover],
+    )
+    with anyio.fail_after(10):
+        result = await agent.run("go")
+    assert result.output == "recovered from ToolRetriesExceeded"
+    assert [(e.kind, e.detail) for e in result.trace if e.call_id == "w"] == [
+        ("tool_error", "Cancelled before it finished.")
+    ]
+
+
+@pytest.mark.anyio
+async def test_the_first_call_that_ends_the_run_decides_its_output() -> None:
+    """When several calls of one response end the run (each stopped by POST_ACT), the first call's stop is the
+    output, whatever order they finish in."""
+
+    @tool
+    async def first() -> str:
+        await anyio.sleep(0.05)  # finishes last
+        return "1"
+
+    @tool
+    async def second() -> str:
+        return "2"
+
+    @interceptor(Phase.POST_ACT)
+    def stop_each(call: InterceptContext) -> InterceptResult:
+        return InterceptResult.stop(f"stopped by {call.tool_name}")
+
+    agent = Agent(
+        name="a",
+        model=ScriptedModel([[ToolCall("first", {}), ToolCall("second", {})], "unused"]),
+        tools=[first, second],
+        interceptors=[stop_each],
+    )
+    assert (await agent.run("go")).output == "stopped by first"
+
+
+@pytest.mark.anyio
+async def test_a_tool_raising_stop_execution_ends_the_run_with_its_response() -> None:
+    """A tool may end the whole run by raising StopExecution(response): the response is the run's output."""
+
+    @tool
+    def finish(answer: str) -> str:
+        raise StopExecution(f"final: {answer}")
+
+    model, requests = FunctionModel(lambda m, i: ToolCall("finish", {"answer": "42"})), None
+    agent = Agent(name="a", model=model, tools=[finish])
+    result = await agent.run("go")
+    assert result.output == "final: 42"
+    assert requests is None and result.usage.requests == 1
+
+
+@pytest.mark.anyio
+async def test_a_sync_tool_that_forgets_to_await_a_run_gets_a_user_error() -> None:
+    """A sync tool that calls `agent.run(...)` (a coroutine) instead of `run_sync` fails with a UserError saying so,
+    whether it reads `.output` from the coroutine or returns the coroutine itself."""
+    inner = Agent(name="inner", model=ScriptedModel(["inner answer"]))
+
+    @tool
+    def reads_output() -> str:
+        return inner.run("task").output  # type: ignore[attr-defined]
+
+    @tool
+    def returns_it() -> Any:
+        return inner.run("task")
+
+    for forgetful, message in ((reads_output, "without awaiting it"), (returns_it, "returned a coroutine")):
+        agent = Agent(name="a", model=ScriptedModel([ToolCall(forgetful.name, {}), "done"]), tools=[forgetful])
+        with pytest.raises(UserError, match=rf"{forgetful.name!r} .*{message}.*run_sync"):
+            await agent.run("go")
+
+
+@pytest.mark.anyio
+async def test_a_tool_within_its_timeout_returns_its_value() -> None:
+    """A tool with a timeout that finishes in time returns its value as usual."""
+
+    @tool(timeout=30)
+    async def quick(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return x * 2
+
+    agent = Agent(name="a", model=echo_model(ToolCall("quick", {"x": 21})), tools=[quick])
+    assert (await agent.run("go")).output == "42"
+
+
+@pytest.mark.anyio
+async def test_arguments_as_json_text_are_validated_like_a_dict() -> None:
+    """Arguments sent as JSON text (as providers send them), or as empty text for a tool without parameters, are
+    validated like a dict; invalid JSON text is a retry prompt for the model."""
+
+    @tool
+    def add(a: int, b: int = 1) -> str:
+        return str(a + b)
+
+    @tool
+    def ping() -> str:
+        return "pong"
+
+    assert add.validate_arguments('{"a": 2, "b": 3}') == {"a": 2, "b": 3}
+    assert ping.validate_arguments("") == {}
+    model = echo_model(ToolCall("add", '{"a": 2}'), ToolCall("ping", ""), ToolCall("add", '{"a": '))
+    result = await Agent(name="a", model=model, tools=[add, ping]).run("go")
+    added, pong, invalid = result.output.split("|")
+    assert (added, pong) == ("3", "pong")
+    assert invalid.startswith("The arguments for 'add' are invalid:\n- (arguments): Invalid JSON")
+
+
+@pytest.mark.anyio
+async def test_current_context_is_the_context_the_call_received() -> None:
+    """Inside a retried call `current_context()` is the retry copy the tool receives; a later call of the same turn
+    sees the execution's own context again."""
+    seen: list[tuple[int, bool, bool]] = []
+
+    @tool
+    async def flaky(ctx: RetryContext) -> str:
+        seen.append((ctx.retry_count, current_context() is ctx, False))
+        if ctx.retry_count == 0:
+            raise ModelRetry("again")
+        return "ok"
+
+    @tool
+    async def probe(ctx: RetryContext) -> str:
+        seen.append((ctx.retry_count, current_context() is ctx, True))
+        return "probed"
+
+    model = ScriptedModel([ToolCall("flaky", {}), [ToolCall("flaky", {}), ToolCall("probe", {})], "done"])
+    agent = Agent(name="a", model=model, tools=[flaky, probe], parallel_tool_calls=False)
+    await agent.run("go", context=RetryContext())
+    assert seen == [(0, True, False), (1, True, False), (0, True, True)]

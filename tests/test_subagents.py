@@ -94,10 +94,14 @@ def test_subagent_is_offered_as_task_tool() -> None:
     (definition,) = (t.definition for t in parent.tools)
     assert definition.name == "researcher"
     assert definition.description == "Researches a topic."
-    schema = definition.parameters_json_schema
-    assert schema["properties"]["task"]["type"] == "string"
-    assert schema["required"] == ["task"]
-    assert set(schema["properties"]) == {"task"}
+    assert definition.parameters_json_schema == {
+        "type": "object",
+        "properties": {
+            "task": {"type": "string", "title": "Task", "description": "The task for the subagent, stated completely."},
+        },
+        "required": ["task"],
+        "additionalProperties": False,
+    }
     assert [t.name for t in parent.tools] == ["researcher"]
     assert parent.subagents == (sub,)
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from cogent import Agent, RunContext, tool
 from cogent.context import ExecutionContext
 from cogent.events import FinalResultEvent
-from cogent.exceptions import ToolRetriesExceeded, UsageLimitExceeded
+from cogent.exceptions import ToolRetriesExceeded, UsageLimitExceeded, UserError
 from cogent.messages import Message, ModelResponse, RetryPrompt, ToolCall, messages_to_json
 from cogent.models import FunctionModel, ModelRequestParameters, ScriptedModel
 from cogent.usage import Usage, UsageLimits
@@ -195,6 +195,31 @@ async def test_output_type_validates_the_final_result_tool() -> None:
     assert info.tools == []
 
 
+async def test_a_structured_agent_runs_its_tools_before_the_final_answer() -> None:
+    """With `output_type`, the model's ordinary tool calls run as usual; `final_result` ends the run."""
+    looked_up: list[int] = []
+
+    @tool
+    def lookup(order_id: int) -> str:
+        looked_up.append(order_id)
+        return "shipped"
+
+    model = ScriptedModel(
+        [ToolCall("lookup", {"order_id": 5}), ToolCall("final_result", {"order_id": 5, "status": "shipped"})]
+    )
+    result = await Agent(name="typed", model=model, output_type=Order, tools=[lookup]).run("Order 5?")
+    assert (result.output, looked_up) == (Order(order_id=5, status="shipped"), [5])
+
+
+async def test_final_result_is_an_unknown_tool_for_a_text_agent() -> None:
+    """An agent without `output_type` has no `final_result` tool: a model calling it gets an unknown-tool retry."""
+    model = ScriptedModel([ToolCall("final_result", {"order_id": 5}), "It shipped."])
+    result = await Agent(name="plain", model=model).run("Order 5?")
+    assert result.output == "It shipped."
+    retry = result.messages[2]
+    assert isinstance(retry, RetryPrompt) and retry.content.startswith("Unknown tool name: 'final_result'")
+
+
 async def test_invalid_output_is_sent_back_and_retried() -> None:
     """A final answer that fails validation goes back to the model with the field errors, and the retry succeeds."""
     retries: list[RetryPrompt] = []
@@ -359,3 +384,14 @@ def test_instructions_without_a_context_parameter() -> None:
     agent = Agent(name="plain", model=FunctionModel(answer), instructions=lambda: "Be brief.")
     agent.run_sync("Hi", context=RunContext(metadata={"secret": CANARY}))
     assert captured == ["Be brief."]
+
+
+def test_an_instructions_callable_with_parameters_besides_the_context_is_a_user_error() -> None:
+    """An instructions callable is called with the run context only: one that needs more is refused when the agent is
+    built, naming its parameters."""
+
+    def greet(ctx: RunContext, name: str) -> str:
+        return f"Greet {name}."
+
+    with pytest.raises(UserError, match=r"Agent 'greeter' instructions must take 0 parameter\(s\).*takes 1 \(name\)"):
+        Agent(name="greeter", model="test", instructions=greet)
