@@ -57,6 +57,7 @@ pytestmark = pytest.mark.anyio
 
 KEY = "attack-test-key"
 HANG_GUARD = 30  # seconds: only so that a deadlock fails instead of hanging the suite
+LIMIT = 1.0  # seconds: a deadline or tool timeout that a loaded machine reaches only after the hanging tool started
 
 
 # --- shared pieces ----------------------------------------------------------------------
@@ -706,7 +707,7 @@ async def test_the_end_of_a_sync_tool_call_stops_its_nested_run_sync(limit: str)
 
     inner = Agent(name="inner", model=one_call("hang"), tools=[hang])
 
-    @tool(timeout=0.05 if limit == "tool-timeout" else None)
+    @tool(timeout=LIMIT if limit == "tool-timeout" else None)
     def nest() -> str:
         """Run the inner agent synchronously."""
         return inner.run_sync("x").output
@@ -716,9 +717,9 @@ async def test_the_end_of_a_sync_tool_call_stops_its_nested_run_sync(limit: str)
     with anyio.fail_after(HANG_GUARD):
         if limit == "deadline":
             with pytest.raises(DeadlineExceeded):
-                await outer.run("go", context=TimedContext(deadline=now_utc() + timedelta(seconds=0.05)))
+                await outer.run("go", context=TimedContext(deadline=now_utc() + timedelta(seconds=LIMIT)))
         else:
-            assert (await outer.run("go")).output == "Error: Tool 'nest' timed out after 0.05 seconds"
+            assert (await outer.run("go")).output == f"Error: Tool 'nest' timed out after {LIMIT} seconds"
     assert await settle(living_tasks, baseline) == baseline
     assert finished == ["inner tool cancelled"]
 
