@@ -544,7 +544,8 @@ async def test_a_context_class_whose_init_skips_runcontexts_is_a_user_error() ->
             self.user_id = user_id
 
     agent = Agent(name="a", model="test")
-    with pytest.raises(UserError, match=r"Handmade has no `metadata` or `query` attribute.*call super\(\).__init__\(\)"):
+    match = r"Handmade has no `metadata` or `query` attribute.*call super\(\).__init__\(\)"
+    with pytest.raises(UserError, match=match):
         await agent.run("go", context=Handmade("u1"))
 
 

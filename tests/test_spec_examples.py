@@ -1093,6 +1093,7 @@ async def test_common_patterns_combining_patterns() -> None:
     # The hand-written class is plain data to the framework: its own tool checks `can_delegate`, as the spec shows.
     at_limit = await orchestrator.run("Do the job.", context=ExecutionContext(depth=5))
     assert at_limit.output == "Max delegation depth reached|Max delegation depth reached"
+
     # The one-line change (inherit cogent's ExecutionContext) makes the framework refuse the delegation itself.
     @tool(name="smart_task")
     def tracked_task(ctx: cogent.ExecutionContext) -> str:

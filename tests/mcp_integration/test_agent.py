@@ -117,7 +117,9 @@ async def test_a_deadline_cancels_the_mcp_call_on_the_server(served: Served) -> 
         tools=[served.server],
     )
     async with served.server:  # opened first: the deadline bounds the call, not the server's start-up
-        context = UserContext(deadline=now_utc() + timedelta(seconds=3), allowed=frozenset({"slow"}))  # wide: the call starts first
+        context = UserContext(
+            deadline=now_utc() + timedelta(seconds=3), allowed=frozenset({"slow"})
+        )  # wide: the call starts first
         with pytest.raises(DeadlineExceeded):
             await agent.run("go", context=context)
     await wait_until(lambda: any(e.get("event") == "cancelled" for e in served.record.entries()))
