@@ -20,6 +20,7 @@ import anyio.lowlevel
 import pytest
 import sniffio
 from chat_server import Call, ChatServer, Reply
+from helpers import first_prompt, last_result_texts
 
 from cogent import (
     Agent,
@@ -38,7 +39,7 @@ from cogent import (
     tool,
 )
 from cogent.exceptions import CogentError, RunStateError
-from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, UserPrompt
+from cogent.messages import Message, ModelResponse
 from cogent.models import ModelRequestParameters
 
 pytestmark = pytest.mark.anyio
@@ -65,22 +66,6 @@ def delete(ctx: FsContext, path: str) -> str:
     return f"deleted {path}"
 
 
-def first_prompt(messages: list[Message]) -> str:
-    """Return the first user prompt of a request (the task of the execution)."""
-    return next(m.content for m in messages if isinstance(m, UserPrompt))
-
-
-def results_of_last_turn(messages: list[Message]) -> list[str]:
-    """Return the contents of the tool returns and retry prompts after the last model response."""
-    found: list[str] = []
-    for m in reversed(messages):
-        if isinstance(m, ModelResponse):
-            break
-        if isinstance(m, ToolReturn | RetryPrompt):
-            found.insert(0, m.content)
-    return found
-
-
 def deleter(*, numbered: bool = False) -> Agent[Any, Any]:
     """An agent that deletes the path its input names, with call id `call_0` in every run (or `call_<path>`)."""
 
@@ -89,7 +74,7 @@ def deleter(*, numbered: bool = False) -> Agent[Any, Any]:
         if not any(isinstance(m, ModelResponse) for m in messages):
             path = first_prompt(messages)
             return ToolCall("delete", {"path": path}, f"call_{path}" if numbered else "call_0")
-        return "|".join(results_of_last_turn(messages))
+        return "|".join(last_result_texts(messages))
 
     return Agent(name="deleter", model=FunctionModel(respond), tools=[delete], description="Deletes a path.")
 
@@ -127,7 +112,7 @@ def parent_of_two_deleters(parallel: bool) -> Agent[Any, Any]:
                 ToolCall("deleter", {"task": "/tmp/cache"}, "p1"),
                 ToolCall("deleter", {"task": "/"}, "p2"),
             ]
-        return "|".join(results_of_last_turn(messages))
+        return "|".join(last_result_texts(messages))
 
     return Agent(name="parent", model=FunctionModel(respond), subagents=[deleter()], parallel_tool_calls=parallel)
 
@@ -401,7 +386,7 @@ def transfer_then_notify() -> tuple[Agent[Any, Any], list[list[str]]]:
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not any(isinstance(m, ModelResponse) for m in messages):
             return [ToolCall("transfer", {"amount": 100}, "t1"), ToolCall("notify", {"message": "transfer done"}, "n1")]
-        seen.append(results_of_last_turn(messages))
+        seen.append(last_result_texts(messages))
         return "done"
 
     agent = Agent(name="bank", model=FunctionModel(respond), tools=[transfer, notify], parallel_tool_calls=False)
@@ -468,7 +453,7 @@ async def test_sixty_concurrent_runs_whose_sync_tools_call_run_sync_complete() -
     def inner_respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not any(isinstance(m, ModelResponse) for m in messages):
             return ToolCall("shout", {"text": first_prompt(messages)}, "s1")
-        return results_of_last_turn(messages)[0]
+        return last_result_texts(messages)[0]
 
     inner = Agent(name="inner", model=FunctionModel(inner_respond), tools=[shout])
 
@@ -480,7 +465,7 @@ async def test_sixty_concurrent_runs_whose_sync_tools_call_run_sync_complete() -
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not any(isinstance(m, ModelResponse) for m in messages):
             return ToolCall("ask_inner", {"question": first_prompt(messages)}, "c1")
-        return results_of_last_turn(messages)[0]
+        return last_result_texts(messages)[0]
 
     outer = Agent(name="outer", model=FunctionModel(respond), tools=[ask_inner])
     outputs: dict[int, str] = {}
@@ -558,7 +543,7 @@ async def test_a_cycle_of_nested_runs_inside_tools_stops_with_a_framework_error(
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not any(isinstance(m, ModelResponse) for m in messages):
             return ToolCall(chosen.name, {"task": "again"}, "r1")
-        return "|".join(results_of_last_turn(messages))
+        return "|".join(last_result_texts(messages))
 
     holder.append(Agent(name="cycle", model=FunctionModel(respond), tools=[chosen]))
     with anyio.fail_after(60):  # a hang guard only
@@ -597,7 +582,7 @@ async def test_a_state_with_lone_surrogates_saves_and_resumes() -> None:
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not any(isinstance(m, ModelResponse) for m in messages):
             return [ToolCall("lone", {}, "l1"), ToolCall("delete", {"path": "/tmp/\udc80"}, "d1")]
-        return "|".join(results_of_last_turn(messages))
+        return "|".join(last_result_texts(messages))
 
     agent = Agent(name="agent", model=FunctionModel(respond), tools=[lone, delete])
     ctx = FsContext()
@@ -662,7 +647,7 @@ async def test_a_tool_exception_whose_str_raises_still_gives_an_error_result() -
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not any(isinstance(m, ModelResponse) for m in messages):
             return ToolCall("broken", {}, "c1")
-        return results_of_last_turn(messages)[0]
+        return last_result_texts(messages)[0]
 
     result = await Agent(name="agent", model=FunctionModel(respond), tools=[broken]).run("go")
     assert result.output.startswith("Error:")

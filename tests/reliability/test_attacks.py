@@ -29,6 +29,7 @@ import anyio.lowlevel
 import pytest
 import sniffio
 from chat_server import ChatServer, Reply
+from helpers import first_prompt, last_result_texts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +51,7 @@ from cogent import (
 )
 from cogent.core import now_utc
 from cogent.exceptions import CogentError, RunStateError, UserError
-from cogent.messages import Message, ModelResponse, RetryPrompt, ToolReturn, UserPrompt
+from cogent.messages import Message, ModelResponse, UserPrompt
 from cogent.models import ModelRequestParameters
 
 pytestmark = pytest.mark.anyio
@@ -90,22 +91,6 @@ def delete(ctx: HasDeleted, path: str) -> str:
     return f"deleted {path}"
 
 
-def first_prompt(messages: list[Message]) -> str:
-    """Return the first user prompt of a request."""
-    return next(m.content for m in messages if isinstance(m, UserPrompt))
-
-
-def last_results(messages: list[Message]) -> list[str]:
-    """Return the contents of the tool returns and retry prompts after the last model response."""
-    found: list[str] = []
-    for m in reversed(messages):
-        if isinstance(m, ModelResponse):
-            break
-        if isinstance(m, ToolReturn | RetryPrompt):
-            found.insert(0, m.content)
-    return found
-
-
 def answered(messages: list[Message]) -> bool:
     """Whether the model has already answered in this execution."""
     return any(isinstance(m, ModelResponse) for m in messages)
@@ -118,7 +103,7 @@ def deleter() -> Agent[Any, Any]:
         await anyio.lowlevel.checkpoint()
         if not answered(messages):
             return ToolCall("delete", {"path": first_prompt(messages)}, "call_0")
-        return "|".join(last_results(messages))
+        return "|".join(last_result_texts(messages))
 
     return Agent(name="deleter", model=FunctionModel(respond), tools=[delete])
 
@@ -155,7 +140,7 @@ async def test_a_decision_recorded_by_a_handler_on_a_retry_view_reaches_the_call
 
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         turn = sum(isinstance(m, ModelResponse) for m in messages)
-        return calls[turn] if turn < len(calls) else "|".join(last_results(messages))
+        return calls[turn] if turn < len(calls) else "|".join(last_result_texts(messages))
 
     seen: list[tuple[bool, int]] = []
 
@@ -201,14 +186,16 @@ async def test_call_ids_with_slashes_cannot_make_two_delegation_paths_share_an_a
     leaf = deleter()
 
     def mid_respond(messages: list[Message], info: ModelRequestParameters) -> Any:
-        return ToolCall("deleter", {"task": "/z"}, "b") if not answered(messages) else "|".join(last_results(messages))
+        if not answered(messages):
+            return ToolCall("deleter", {"task": "/z"}, "b")
+        return "|".join(last_result_texts(messages))
 
     mid = Agent(name="mid", model=FunctionModel(mid_respond), subagents=[leaf])
 
     def top_respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not answered(messages):
             return [ToolCall("deleter", {"task": "/z"}, "a/b"), ToolCall("mid", {"task": "go"}, "a")]
-        return "|".join(last_results(messages))
+        return "|".join(last_result_texts(messages))
 
     top = Agent(name="top", model=FunctionModel(top_respond), subagents=[leaf, mid])
     ctx = FsContext()
@@ -324,7 +311,7 @@ def reporter() -> Agent[Any, Any]:
         if not answered(messages):
             waits = len(first_prompt(messages)) % 4
             return [ToolCall("who_am_i", {"waits": waits}, "w1"), ToolCall("who_am_i_in_a_thread", {"waits": 0}, "w2")]
-        return "|".join(last_results(messages))
+        return "|".join(last_result_texts(messages))
 
     return Agent(name="reporter", model=FunctionModel(respond), tools=[who_am_i, who_am_i_in_a_thread])
 
@@ -386,7 +373,7 @@ async def test_tasks_return_to_their_baseline_after_many_runs() -> None:
                 ToolCall("child", {"task": "t"}, "c"),
                 ToolCall("delete", {"path": "/x"}, "d"),
             ]
-        return "|".join(last_results(messages))
+        return "|".join(last_result_texts(messages))
 
     agent = Agent(
         name="busy", model=FunctionModel(respond), tools=[who_am_i, who_am_i_in_a_thread, delete], subagents=[child]
@@ -407,7 +394,7 @@ def test_no_thread_is_left_after_a_hundred_nested_run_sync_calls() -> None:
         return "leaf"
 
     def two_turns(tool_name: str) -> FunctionModel:
-        return FunctionModel(lambda m, i: ToolCall(tool_name, {}, "c1") if not answered(m) else last_results(m)[0])
+        return FunctionModel(lambda m, i: ToolCall(tool_name, {}, "c1") if not answered(m) else last_result_texts(m)[0])
 
     inner = Agent(name="inner", model=two_turns("leaf"), tools=[leaf])
 
@@ -518,7 +505,7 @@ def looker_deleter() -> Agent[Any, Any]:
     def respond(messages: list[Message], info: ModelRequestParameters) -> Any:
         if not answered(messages):
             return [ToolCall("lookup", {"path": "/p"}, "l1"), ToolCall("delete", {"path": "/p"}, "d1")]
-        return "|".join(last_results(messages))
+        return "|".join(last_result_texts(messages))
 
     return Agent(name="agent", model=FunctionModel(respond), tools=[lookup, delete])
 
@@ -658,7 +645,7 @@ async def test_any_wrong_run_argument_is_a_user_error_or_accepted(name: str, val
 def one_call(tool_name: str, arguments: dict[str, Any] | None = None) -> FunctionModel:
     """A model that calls `tool_name` once, then answers with its result."""
     return FunctionModel(
-        lambda m, i: ToolCall(tool_name, arguments or {}, "c1") if not answered(m) else last_results(m)[0]
+        lambda m, i: ToolCall(tool_name, arguments or {}, "c1") if not answered(m) else last_result_texts(m)[0]
     )
 
 
