@@ -41,6 +41,21 @@ if TYPE_CHECKING:
 __all__ = ["Instrumentation", "Observer", "Span", "Steps", "observer_for", "set_default_instrumentation"]
 
 
+async def call_with_timeout(tool: BaseTool, arguments: dict[str, Any], ctx: RunContext) -> Any:
+    """Execute one call of `tool` with validated `arguments` under the tool's `timeout`
+    (seconds); return the tool's value.
+
+    Raises:
+        TimeoutError: Naming the tool, when its timeout passes (a `TimeoutError` the tool
+            raises itself keeps its own message).
+    """
+    if tool.timeout is None:
+        return await tool.start(arguments, ctx)
+    with anyio.move_on_after(tool.timeout):
+        return await tool.start(arguments, ctx)
+    raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
+
+
 class Steps:
     """How the run loop performs the steps whose outcome a durable runner records.
 
@@ -64,11 +79,7 @@ class Steps:
         Raises:
             TimeoutError: Naming the tool, when its timeout passes.
         """
-        if tool.timeout is None:
-            return await tool.start(arguments, ctx)
-        with anyio.move_on_after(tool.timeout):
-            return await tool.start(arguments, ctx)
-        raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
+        return await call_with_timeout(tool, arguments, ctx)
 
     def child_context(self, ex: Execution, call_id: str, sub: Agent[Any, Any]) -> RunContext:
         """Return the context `sub` executes with when `ex`'s call `call_id` delegates to it

@@ -31,6 +31,7 @@ from ..messages import RetryPrompt, ToolCall, ToolReturn
 from ..result import RunState
 from ..tools import AgentTool, AnyTool, BaseTool
 from . import approvals, context_rules, delegation, history, output
+from .hooks import call_with_timeout
 from .outcomes import NEXT_TURN, CallOutcome, Ended, Interrupted, Pending, TurnOutcome
 from .phases import PHASE_OUTCOMES, End, PhaseOutcome, UseValue, dispatch
 from .results import error_text, to_text, validation_problem
@@ -508,13 +509,7 @@ async def _timed(ex: Execution, tool: BaseTool, call_id: str, args: dict[str, An
     steps = ex.tree.steps
     if steps is not None:
         return await steps.call_tool(ex, tool, call_id, args, ctx)  # the steps apply the timeout
-    if tool.timeout is None:
-        return await tool.start(args, ctx)
-    with anyio.move_on_after(tool.timeout) as timer:
-        value = await tool.start(args, ctx)
-    if timer.cancelled_caught:
-        raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
-    return value
+    return await call_with_timeout(tool, args, ctx)
 
 
 def _value_text(value: Any, tool_name: str) -> str:

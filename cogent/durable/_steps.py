@@ -25,14 +25,13 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from dbos import DBOS, StepOptions
 from pydantic_core import to_jsonable_python
 
 from .._context_state import context_layout, dump_state, export_decisions, import_decisions, load_state
 from .._run import approvals, context_rules, history
 from .._run.approvals import Decision
-from .._run.hooks import Steps
+from .._run.hooks import Steps, call_with_timeout
 from .._run.outcomes import ExecutionOutcome, Finished
 from .._run.tool_calls import _value_text
 from .._signature import InjectedCall
@@ -264,13 +263,7 @@ class DurableSteps(Steps):
 async def _execute(tool: BaseTool, arguments: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Run one tool call under its timeout; return its tagged outcome (never raises an `Exception`)."""
     try:
-        if tool.timeout is None:
-            value = await tool.start(arguments, ctx)
-        else:
-            with anyio.move_on_after(tool.timeout):
-                value = await tool.start(arguments, ctx)
-                return {"kind": "value", "text": _text(value, tool.name)}
-            raise TimeoutError(f"Tool {tool.name!r} timed out after {tool.timeout} seconds")
+        value = await call_with_timeout(tool, arguments, ctx)
         return {"kind": "value", "text": _text(value, tool.name)}
     except ModelRetry as retry:
         return {"kind": "retry", "message": retry.message}
