@@ -50,8 +50,6 @@ class ContextParam:
     cls: type[Any]
     """What the context must be an instance of: the annotated `RunContext` class, a
     runtime-checkable `Protocol`, or `RunContext` when the annotation promises nothing more."""
-    optional: bool
-    """Whether the annotation admits `None`."""
 
     def check(self, ctx: Any, owner: str) -> None:
         """Raise `ContextTypeError` when `ctx` is not an instance of `cls`."""
@@ -80,19 +78,16 @@ def _is_protocol(hint: Any) -> bool:
     return isinstance(hint, type) and bool(getattr(hint, "_is_protocol", False))
 
 
-def _context_class(hint: Any, where: str) -> tuple[type[Any], bool] | None:
-    """Return the class a context parameter annotated with `hint` requires, and whether
-    `None` is allowed; `None` when `hint` is not a context annotation.
+def _context_class(hint: Any, where: str) -> type[Any] | None:
+    """Return the class a context parameter annotated with `hint` requires; `None` when `hint`
+    is not a context annotation.
 
     Context annotations: a `RunContext` subclass (also generic, `Tenant[int]`, or a
     `NewType` of one), optionally inside `Annotated` and `X | None`.
     """
     hint = _unwrap(hint)
-    optional = False
     if get_origin(hint) in (Union, types.UnionType):
-        members = get_args(hint)
-        rest = [m for m in members if m is not type(None)]
-        optional = len(rest) < len(members)
+        rest = [m for m in get_args(hint) if m is not type(None)]
         contexts = [m for m in rest if _context_class(m, where) is not None]
         if not contexts:
             return None
@@ -101,11 +96,9 @@ def _context_class(hint: Any, where: str) -> tuple[type[Any], bool] | None:
                 f"{where} is annotated with a union of a run context and other types; annotate it "
                 "with one RunContext class, optionally `| None`."
             )
-        found = _context_class(rest[0], where)
-        assert found is not None
-        return found[0], optional
+        return _context_class(rest[0], where)  # the one member, a context annotation
     if isinstance(hint, type) and issubclass(hint, RunContext):
-        return hint, optional
+        return hint
     return None
 
 
@@ -237,13 +230,13 @@ class FunctionSchema:
         where = f"Parameter {p.name!r} of {self.owner}"
         found = _context_class(hint, where) if hint is not _EMPTY else None
         if found is not None:
-            return ContextParam(p.name, found[0], found[1])
+            return ContextParam(p.name, found)
         if p.name == "ctx":
             cls = RunContext if hint is _EMPTY else _structural_class(hint)
             if cls is not None:
-                return ContextParam(p.name, cls, True)
+                return ContextParam(p.name, cls)
         if isinstance(p.default, RunContext) and (hint is _EMPTY or _unwrap(hint) in (Any, object)):
-            return ContextParam(p.name, RunContext, True)
+            return ContextParam(p.name, RunContext)
         if isinstance(p.default, RunContext):
             raise UserError(
                 f"{where} has a run context instance as its default but is annotated {hint!r}; annotate it "

@@ -46,10 +46,10 @@ class OtherContext(RunContext):
     tenant: str = "t"
 
 
-def context_of(t: Tool[Any, Any]) -> tuple[str, type[RunContext], bool] | None:
-    """Return (name, class, optional) of a tool's injected parameter, or None."""
+def context_of(t: Tool[Any, Any]) -> tuple[str, type[Any]] | None:
+    """Return (name, class) of a tool's injected parameter, or None."""
     c = t.schema.context
-    return None if c is None else (c.name, c.cls, c.optional)
+    return None if c is None else (c.name, c.cls)
 
 
 def properties(t: Tool[Any, Any]) -> dict[str, Any]:
@@ -75,9 +75,9 @@ def test_context_first_last_middle_any_name() -> None:
     def middle(a: int, run_ctx: AppContext, b: str) -> str:
         return ""
 
-    assert context_of(first) == ("c", RunContext, False)
-    assert context_of(last) == ("session", AppContext, False)
-    assert context_of(middle) == ("run_ctx", AppContext, False)
+    assert context_of(first) == ("c", RunContext)
+    assert context_of(last) == ("session", AppContext)
+    assert context_of(middle) == ("run_ctx", AppContext)
     assert first.schema.parameters == ("a",)
     assert last.schema.parameters == ("a", "b")
     assert middle.schema.parameters == ("a", "b")
@@ -102,10 +102,10 @@ def test_context_inside_optional_union_and_annotated() -> None:
     def opt_annotated(x: int, deps: Optional[Annotated[AppContext, "injected"]] = None) -> str:  # noqa: UP045
         return ""
 
-    assert context_of(opt) == ("ctx", AppContext, True)
-    assert context_of(pipe) == ("context", AppContext, True)
-    assert context_of(annotated) == ("deps", AppContext, False)
-    assert context_of(opt_annotated) == ("deps", AppContext, True)
+    assert context_of(opt) == ("ctx", AppContext)
+    assert context_of(pipe) == ("context", AppContext)
+    assert context_of(annotated) == ("deps", AppContext)
+    assert context_of(opt_annotated) == ("deps", AppContext)
     for t in (opt, pipe, annotated, opt_annotated):
         assert list(properties(t)) == ["x"]
 
@@ -158,10 +158,10 @@ async def test_generic_newtype_and_protocol_context_annotations() -> None:
     def checked(ctx: ChecksUser) -> str:
         return ctx.user_id
 
-    assert context_of(quota) == ("deps", Tenant, False)
-    assert context_of(report) == ("admin", AppContext, False)
-    assert context_of(who) == ("ctx", RunContext, True)
-    assert context_of(checked) == ("ctx", ChecksUser, True)
+    assert context_of(quota) == ("deps", Tenant)
+    assert context_of(report) == ("admin", AppContext)
+    assert context_of(who) == ("ctx", RunContext)
+    assert context_of(checked) == ("ctx", ChecksUser)
     assert [list(properties(t)) for t in (quota, report, who, checked)] == [["resource"], ["day"], ["shout"], []]
     assert (
         await Agent(name="a", model=call_then_echo(ToolCall("quota", {"resource": "GB"})), tools=[quota]).run(
@@ -199,9 +199,9 @@ def test_a_parameter_named_ctx_with_a_loose_annotation_is_the_context() -> None:
         return q
 
     assert [context_of(t) for t in (any_ctx, object_ctx, protocol_ctx)] == [
-        ("ctx", RunContext, True),
-        ("ctx", RunContext, True),
-        ("ctx", ChecksUser, True),
+        ("ctx", RunContext),
+        ("ctx", RunContext),
+        ("ctx", ChecksUser),
     ]
     for t in (typed_ctx, union_ctx):
         assert context_of(t) is None
@@ -219,7 +219,7 @@ def test_unannotated_ctx_fallback_and_no_context() -> None:
     def plain(query: str, limit: int = 3) -> str:
         return ""
 
-    assert context_of(fallback) == ("ctx", RunContext, True)
+    assert context_of(fallback) == ("ctx", RunContext)
     assert list(properties(fallback)) == ["query"]
     assert context_of(plain) is None
     assert list(properties(plain)) == ["query", "limit"]
@@ -449,7 +449,7 @@ class DefinedLater(RunContext):
 @pytest.mark.anyio
 async def test_forward_reference_resolved_on_first_use() -> None:
     """A context class defined after the tool is resolved when the tool is first used."""
-    assert context_of(uses_later_context) == ("ctx", DefinedLater, False)
+    assert context_of(uses_later_context) == ("ctx", DefinedLater)
     agent = Agent(name="a", model=call_then_echo(ToolCall("uses_later_context", {"word": "hi"})))
     agent.add_tools(uses_later_context)
     result = await agent.run("go", context=DefinedLater(label="L"))
@@ -468,7 +468,7 @@ async def test_locally_defined_context_class() -> None:
     def reveal(ctx: LocalContext) -> str:
         return ctx.secret_word
 
-    assert context_of(reveal) == ("ctx", LocalContext, False)
+    assert context_of(reveal) == ("ctx", LocalContext)
     agent = Agent(name="a", model=call_then_echo(ToolCall("reveal", {})), tools=[reveal])
     result = await agent.run("go", context=LocalContext(secret_word="swordfish"))
     assert result.output == "swordfish"
@@ -814,7 +814,7 @@ def test_a_method_decorated_in_its_class_is_refused_and_a_bound_method_works() -
         tool(Shelf.lookup)
     bound = tool(Shelf().lookup)
     assert list(properties(bound)) == ["key"]
-    assert context_of(bound) == ("ctx", RunContext, False)
+    assert context_of(bound) == ("ctx", RunContext)
 
 
 def test_an_annotation_that_cannot_be_evaluated_is_a_user_error() -> None:
