@@ -11,9 +11,9 @@ Run from the repository root (slow, never in CI; see docs/contributing.md "Mutat
 Each mutant changes one construct of the module (the operators are listed in `_Finder`). It is
 applied to a copy of the repository in a temporary directory (one per worker; the checkout is
 never written), and the tests that execute the mutated lines run against it on asyncio only
-(`-x -q -p no:randomly -k "not trio" -m "not slow"`). A test failure, an error or a timeout
-kills the mutant; a mutant no test notices survives. Mutants on lines no selected test executes
-survive without running ("no_coverage").
+(`-x -q -p no:randomly -k "not trio" -m "not slow"`; `--trio` runs the trio variants too). A
+test failure, an error or a timeout kills the mutant; a mutant no test notices survives.
+Mutants on lines no selected test executes survive without running ("no_coverage").
 
 Which tests execute which lines comes from a baseline run per module, traced with
 `sys.settrace` (this file is also the pytest plugin that traces); the baseline also times the
@@ -446,7 +446,7 @@ class Baseline:
 
 
 def _fingerprint(module: str, tests: list[str], copy: Path) -> str:
-    digest = hashlib.sha256(f"{module}|{tests}|{sys.version}".encode())
+    digest = hashlib.sha256(f"{module}|{tests}|{PYTEST_ARGS}|{sys.version}".encode())
     for folder in ("cogent", "tests", "tools"):
         for path in sorted((copy / folder).rglob("*.py")):
             digest.update(str(path.relative_to(copy)).encode())
@@ -692,8 +692,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors-only", action="store_true", help="rerun only the last report's survivors")
     parser.add_argument("--rebaseline", action="store_true", help="ignore the cached baseline")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
+    parser.add_argument("--trio", action="store_true", help="run the trio variants of the tests too (slower)")
     parser.add_argument("--report-dir", type=Path, default=ROOT / "mutation-report", help="where the report goes")
     args = parser.parse_args(argv)
+    if args.trio:  # for code only trio exercises, e.g. a worker thread the caller abandoned
+        PYTEST_ARGS.remove("not trio")
+        PYTEST_ARGS.remove("-k")
     modules = args.modules or list(TARGETS)
     if args.functions and len(modules) != 1:
         parser.error("--functions needs exactly one module")
