@@ -681,3 +681,17 @@ async def test_a_retried_call_of_an_always_approved_tool_runs() -> None:
     model = ScriptedModel([ToolCall("charge", {"amount": 5}), ToolCall("charge", {"amount": 5}), "done"])
     result = await Agent(name="pay", model=model, tools=[charge]).run("go", context=context)
     assert (result.output, result.interruptions, attempts) == ("done", [], [0, 1])
+
+
+async def test_a_call_with_non_ascii_arguments_and_id_is_approved_and_resumed() -> None:
+    """Arguments and a call id outside ASCII (as a model writes them) pause, survive JSON and resume once approved."""
+    agent = shop_agent([refund_call("Bestellung-Grüße-☕", "appel-ü")], "erstattet")
+    context = ShopContext()
+    result = await agent.run("refund", context=context)
+    (pending,) = result.interruptions
+    assert pending.call_id == "appel-ü" and json.loads(pending.arguments) == {"order_id": "Bestellung-Grüße-☕"}
+    assert result.state is not None
+    state = RunState.from_json(result.state.to_json())
+    context.approve_tool(state.interruptions[0])
+    resumed = await agent.run(state, context=context)
+    assert resumed.output == "erstattet" and context.refunds == ["Bestellung-Grüße-☕"]
