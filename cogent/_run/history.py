@@ -81,9 +81,9 @@ def call_ids(messages: Sequence[Message]) -> set[str | None]:
     return {c.id for m in messages if isinstance(m, ModelResponse) for c in m.tool_calls}
 
 
-def unique_call_ids(response: ModelResponse, seen: set[str | None]) -> ModelResponse:
-    """Give every call of `response` an id no other call of the execution has, and add the ids
-    to `seen` (the ids of the execution's earlier calls).
+def unique_call_ids(response: ModelResponse, earlier: set[str | None]) -> ModelResponse:
+    """Give every call of `response` an id no other call of the execution has; `earlier` holds
+    the ids of the execution's earlier calls (it is not modified).
 
     Missing, empty and duplicate ids (twice in the response, or used by an earlier call of
     the history) are replaced by run-assigned ones; the history and the provider then use
@@ -93,9 +93,9 @@ def unique_call_ids(response: ModelResponse, seen: set[str | None]) -> ModelResp
     """
     calls = response.tool_calls
     ids = [c.id for c in calls]
-    if all(ids) and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
-        seen.update(ids)
+    if all(ids) and len(set(ids)) == len(ids) and earlier.isdisjoint(ids):
         return response
+    seen = set(earlier)
     fresh: list[ToolCall] = []
     for c in calls:
         if not c.id or c.id in seen:
