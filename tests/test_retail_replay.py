@@ -213,16 +213,19 @@ def test_command_line_refuses_an_unknown_task(capsys: pytest.CaptureFixture[str]
     assert "the task ids are 0 to 113" in capsys.readouterr().err
 
 
-def test_command_line_needs_an_api_key_for_openai_models(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("model", "key"), [("openai:gpt-4o-mini", "OPENAI_API_KEY"), ("anthropic:claude-sonnet-4-5", "ANTHROPIC_API_KEY")]
+)
+def test_command_line_needs_the_providers_api_key(
+    model: str, key: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`--model openai:...` without OPENAI_API_KEY fails with exit code 2 and says how to fix it."""
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    """`--model openai:...` or `anthropic:...` without the provider's API key fails with exit code 2 and names it."""
+    monkeypatch.delenv(key, raising=False)
 
-    code = main(["--model", "openai:gpt-4o-mini"], out=io.StringIO())
+    code = main(["--model", model], out=io.StringIO())
 
     assert code == 2
-    assert "OPENAI_API_KEY" in capsys.readouterr().err
+    assert key in capsys.readouterr().err
 
 
 def test_command_line_drives_the_desk_with_a_model() -> None:

@@ -333,14 +333,19 @@ def _model(name: str) -> Model:
     """Return the model that `--model` names.
 
     Raises:
-        UserError: If it cannot be used: an OpenAI model without `OPENAI_API_KEY`, an
-            unknown provider, or a provider whose extra is not installed.
+        UserError: If it cannot be used: an OpenAI or Anthropic model without its API key
+            (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`), an unknown provider, or a provider whose
+            extra is not installed.
     """
-    if name.startswith("openai:") and not os.environ.get("OPENAI_API_KEY"):
-        raise UserError(
-            f"--model {name} needs an API key: set OPENAI_API_KEY (and OPENAI_BASE_URL for another "
-            "OpenAI-compatible server), or leave out --model to replay the gold calls offline."
-        )
+    for provider, key, base_url in (
+        ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+        ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+    ):
+        if name.startswith(f"{provider}:") and not os.environ.get(key):
+            raise UserError(
+                f"--model {name} needs an API key: set {key} (and {base_url} for another server speaking "
+                "the same API), or leave out --model to replay the gold calls offline."
+            )
     try:
         return infer_model(name)
     except (ImportError, UserError) as exc:
