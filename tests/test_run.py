@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -805,7 +807,8 @@ async def test_a_tool_raising_stop_execution_ends_the_run_with_its_response() ->
 @pytest.mark.anyio
 async def test_a_sync_tool_that_forgets_to_await_a_run_gets_a_user_error() -> None:
     """A sync tool that calls `agent.run(...)` (a coroutine) instead of `run_sync` fails with a UserError saying so,
-    whether it reads `.output` from the coroutine or returns the coroutine itself."""
+    whether it reads `.output` from the coroutine or returns the coroutine itself; the coroutine is closed, so
+    Python adds no "coroutine ... was never awaited" warning."""
     inner = Agent(name="inner", model=ScriptedModel(["inner answer"]))
 
     @tool
@@ -816,10 +819,18 @@ async def test_a_sync_tool_that_forgets_to_await_a_run_gets_a_user_error() -> No
     def returns_it() -> Any:
         return inner.run("task")
 
-    for forgetful, message in ((reads_output, "without awaiting it"), (returns_it, "returned a coroutine")):
-        agent = Agent(name="a", model=ScriptedModel([ToolCall(forgetful.name, {}), "done"]), tools=[forgetful])
-        with pytest.raises(UserError, match=rf"{forgetful.name!r} .*{message}.*run_sync"):
-            await agent.run("go")
+    async def forget() -> None:
+        for forgetful, message in ((reads_output, "without awaiting it"), (returns_it, "returned a coroutine")):
+            agent = Agent(name="a", model=ScriptedModel([ToolCall(forgetful.name, {}), "done"]), tools=[forgetful])
+            with pytest.raises(UserError, match=rf"{forgetful.name!r} .*{message}.*run_sync"):
+                await agent.run("go")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await forget()
+        await anyio.lowlevel.checkpoint()  # the event loop drops its last reference to the finished tasks
+        gc.collect()  # the exceptions, their tracebacks and any coroutine left unclosed are gone
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
 
 
 @pytest.mark.anyio

@@ -81,7 +81,13 @@ TARGETS: dict[str, list[str]] = {
         "tests/test_approvals.py",
         "tests/test_run.py",
     ],
-    "cogent/tools.py": [*_CORE_TESTS, "tests/test_run.py", "tests/test_subagents.py", "tests/test_deadlines.py"],
+    "cogent/tools.py": [
+        *_CORE_TESTS,
+        "tests/test_run.py",
+        "tests/test_subagents.py",
+        "tests/test_deadlines.py",
+        "tests/reliability/test_attacks.py",  # nested run_sync calls in sync tools (NestedRuns: run with --trio)
+    ],
     "cogent/_run/approvals.py": [*_RUN_TESTS, "tests/reliability/test_bad_input.py"],
     "cogent/_run/history.py": [*_RUN_TESTS, "tests/test_messages.py", "tests/reliability/test_bad_input.py"],
     "cogent/_run/context_rules.py": [*_CORE_TESTS, *_RUN_TESTS],
