@@ -304,20 +304,16 @@ class NestedRuns:
     after the run that started it ended. Used on the event loop's thread only.
     """
 
-    __slots__ = ("closed", "scopes")
+    __slots__ = ("scopes",)
 
     def __init__(self) -> None:
         self.scopes: set[anyio.CancelScope] = set()
         """The cancel scopes of the nested runs in progress."""
-        self.closed = False
-        """Whether the tool call ended: nested runs started later are cancelled at once."""
 
     @contextlib.contextmanager
     def track(self) -> Iterator[anyio.CancelScope]:
         """Run a nested run inside the yielded cancel scope, cancelled when the tool call ends."""
         with anyio.CancelScope() as scope:
-            if self.closed:
-                scope.cancel()
             self.scopes.add(scope)
             try:
                 yield scope
@@ -325,8 +321,8 @@ class NestedRuns:
                 self.scopes.discard(scope)
 
     def close(self) -> None:
-        """Cancel the nested runs still in progress, and any started from now on."""
-        self.closed = True
+        """Cancel the nested runs still in progress. (A thread that calls `run_sync()` after
+        the call ended gets anyio's cancellation at once: the call's cancel scope is cancelled.)"""
         for scope in self.scopes:
             scope.cancel()
 

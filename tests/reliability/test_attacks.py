@@ -711,6 +711,39 @@ async def test_the_end_of_a_sync_tool_call_stops_its_nested_run_sync(limit: str)
     assert finished == ["inner tool cancelled"]
 
 
+async def test_a_nested_run_started_after_its_sync_tool_call_ended_never_runs() -> None:
+    """A sync tool abandoned at its timeout that calls run_sync() afterwards is cancelled: its tools never run."""
+    release, done = threading.Event(), threading.Event()
+    ran: list[str] = []
+    outcome: list[str] = []
+
+    @tool
+    def side_effect() -> str:
+        """A write that must not happen once the call that asked for it is over."""
+        ran.append("inner tool ran")
+        return "written"
+
+    inner = Agent(name="inner", model=one_call("side_effect"), tools=[side_effect])
+
+    @tool(timeout=LIMIT)
+    def late() -> str:
+        """Wait until the call has timed out, then run the inner agent."""
+        release.wait(HANG_GUARD)
+        try:
+            return inner.run_sync("x").output
+        except BaseException as exc:  # the thread was abandoned: nobody else sees how its run ended
+            outcome.append(type(exc).__name__)
+            raise
+        finally:
+            done.set()
+
+    outer = Agent(name="outer", model=one_call("late"), tools=[late])
+    assert (await outer.run("go")).output == f"Error: Tool 'late' timed out after {LIMIT} seconds"
+    release.set()
+    assert await anyio.to_thread.run_sync(done.wait, HANG_GUARD)
+    assert ran == [] and outcome in (["CancelledError"], ["Cancelled"])  # asyncio's, trio's
+
+
 async def test_cancelling_the_caller_cancels_nested_runs() -> None:
     """Cancelling the task that awaits the outer run cancels the nested run's hanging tool; nothing is left running."""
     started, finished = anyio.Event(), []
