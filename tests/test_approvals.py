@@ -453,6 +453,33 @@ async def test_an_approval_inside_a_subagent_interrupts_and_resumes_through_the_
     assert resumed.usage.tool_calls == 3  # the delegation, check and refund, each once
 
 
+async def test_an_approved_delegation_interrupted_inside_is_not_asked_again_on_resume() -> None:
+    """A delegation that needs approval, approved, then interrupted by its subagent's call: approving that call
+    resumes the subagent; the delegation is not asked for again."""
+    desk = Agent(
+        name="refund_desk",
+        description="Processes refunds.",
+        model=ScriptedModel([refund_call("A1", "s1"), "desk: refunded"]),
+        tools=[refund],
+    )
+    lead = Agent(
+        name="lead",
+        model=ScriptedModel([ToolCall("refund_desk", {"task": "refund A1"}, "p1"), "all done"]),
+        tools=[desk.as_tool(requires_approval=True)],
+    )
+    context = ShopContext()
+    first = await lead.run("refund A1", context=context)
+    assert [(i.agent_name, i.tool_name) for i in first.interruptions] == [("lead", "refund_desk")]
+    context.approve_tool(first.interruptions[0])
+    assert first.state is not None
+    second = await lead.run(first.state, context=context)
+    assert [(i.agent_name, i.tool_name) for i in second.interruptions] == [("refund_desk", "refund")]
+    context.approve_tool(second.interruptions[0])
+    assert second.state is not None
+    final = await lead.run(second.state, context=context)
+    assert final.interruptions == [] and final.output == "all done" and context.refunds == ["A1"]
+
+
 async def test_a_subagent_approval_with_a_handler_does_not_interrupt() -> None:
     """With a run-level approval handler, a subagent's call is decided in place and the run completes."""
     desk = shop_agent(refund_call("A1", "s1"), "desk: refunded", name="refund_desk")
