@@ -96,6 +96,8 @@ TARGETS: dict[str, list[str]] = {
         *_RUN_TESTS,
         "tests/test_builtin_interceptors.py",
         "tests/reliability/test_faults.py",
+        "tests/test_regressions_hardening.py",
+        "tests/test_regressions_redesign.py",
         "tests/reliability/test_bad_input.py",
     ],
 }
