@@ -329,8 +329,17 @@ async def test_retry_count_after_model_retry(context_class: type[RetryContext]) 
     assert [r.content for r in retries] == ["The server was busy; try again."]
 
 
-async def test_max_retries_bounds_tool_retries() -> None:
-    """`RetryContext.max_retries=2` lets a failing tool run three times, then raises `ToolRetriesExceeded`."""
+@pytest.mark.parametrize(
+    ("context", "match", "runs"),
+    [
+        (RetryContext(max_retries=2), r"'always_fails' .*3 times", [0, 1, 2]),
+        (RetryContext(), r"'always_fails' .*4 times.*more than the 3 retries allowed", [0, 1, 2, 3]),
+    ],
+    ids=["max_retries=2", "default"],
+)
+async def test_max_retries_bounds_tool_retries(context: RetryContext, match: str, runs: list[int]) -> None:
+    """`RetryContext.max_retries` (3 by default) retries a failing tool that many times, then raises
+    `ToolRetriesExceeded`."""
     seen: list[int] = []
 
     @tool
@@ -340,9 +349,9 @@ async def test_max_retries_bounds_tool_retries() -> None:
         raise ModelRetry("again")
 
     agent = Agent(name="a", model=FunctionModel(lambda m, i: ToolCall("always_fails", {})), tools=[always_fails])
-    with pytest.raises(ToolRetriesExceeded, match="'always_fails'"):
-        await agent.run("q", context=RetryContext(max_retries=2))
-    assert seen == [0, 1, 2]
+    with pytest.raises(ToolRetriesExceeded, match=match):
+        await agent.run("q", context=context)
+    assert seen == runs
 
 
 async def test_max_retries_overrides_agent_tool_retries() -> None:
@@ -412,22 +421,6 @@ async def test_retry_copy_of_frozen_slotted_context() -> None:
     assert [(c.retry_count, c.is_retry, c.user_id) for c in seen] == [(0, False, "u7"), (1, True, "u7")]
     assert seen[0] is result.context and seen[1] is not result.context
     assert result.context.retry_count == 0
-
-
-async def test_a_default_retry_context_allows_three_retries_per_tool() -> None:
-    """`RetryContext()` lets a tool that keeps asking for a retry run four times (three retries), then raises."""
-    seen: list[int] = []
-
-    @tool
-    def always_fails(ctx: RetryContext) -> str:
-        """Always ask for a retry."""
-        seen.append(ctx.retry_count)
-        raise ModelRetry("again")
-
-    agent = Agent(name="a", model=FunctionModel(lambda m, i: ToolCall("always_fails", {})), tools=[always_fails])
-    with pytest.raises(ToolRetriesExceeded, match=r"4 times.*more than the 3 retries allowed"):
-        await agent.run("q", context=RetryContext())
-    assert seen == [0, 1, 2, 3]
 
 
 # --- create_child_context and composition ---------------------------------------------

@@ -767,13 +767,16 @@ async def test_the_first_call_that_ends_the_run_decides_its_output() -> None:
     """When several calls of one response end the run (each stopped by POST_ACT), the first call's stop is the
     output, whatever order they finish in."""
 
+    second_done = anyio.Event()
+
     @tool
     async def first() -> str:
-        await anyio.sleep(0.05)  # finishes last
+        await second_done.wait()  # finishes last
         return "1"
 
     @tool
     async def second() -> str:
+        second_done.set()
         return "2"
 
     @interceptor(Phase.POST_ACT)
