@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,26 @@ async def test_pre_and_post_run_fire_once_per_agent_execution() -> None:
         (Phase.POST_RUN, "sub"),
         (Phase.POST_RUN, "main"),
     ]
+
+
+async def test_every_phase_sees_every_field_set() -> None:
+    """In every phase each field of the InterceptContext is set (to None where it does not apply)."""
+    seen: dict[Phase, dict[str, Any]] = {}
+
+    class Snapshot(Interceptor):
+        async def intercept(self, phase: Phase, context: InterceptContext) -> InterceptResult | None:
+            seen.setdefault(phase, {f.name: getattr(context, f.name) for f in dataclasses.fields(context)})
+            return None
+
+    runs: list[str] = []
+    model, _ = recording_model(ToolCall("lookup", {"key": "a"}), ToolCall("lookup", {"key": "bad"}), "done")
+    agent = Agent(name="a", model=model, tools=[Lookup(runs=runs).tool()])
+    await agent.run("go", interceptors=[Snapshot()])
+    assert set(seen) == set(Phase)
+    assert seen[Phase.PRE_ACT]["tool_name"] == "lookup" and seen[Phase.PRE_ACT]["tool_args"] == {"key": "a"}
+    assert seen[Phase.POST_ACT]["tool_result"] == "value of a"
+    assert isinstance(seen[Phase.ON_ERROR]["error"], RuntimeError)
+    assert seen[Phase.PRE_RUN]["tool_name"] is None and seen[Phase.PRE_RUN]["task"] == "go"
 
 
 async def test_think_phases_fire_per_model_request() -> None:

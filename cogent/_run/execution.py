@@ -172,29 +172,27 @@ class Execution:
         output: Any = None,
     ) -> InterceptContext:
         """Return what an interceptor sees in `phase` (built only when a handler exists for it)."""
-        # Explicit keywords and `object.__new__` + `__init__`: no keyword dicts (the first
-        # interceptor's cost per tool call is mostly this object).
+        # Slots set one by one on `object.__new__`: the dataclass `__init__` with 17 keywords
+        # takes CPython's keyword-dict call path, twice the cost (the first interceptor's
+        # cost per tool call is mostly this object). Every field is set here.
         ic = object.__new__(InterceptContext)
-        InterceptContext.__init__(
-            ic,
-            phase=phase,
-            agent=self.agent,
-            run_context=ctx,
-            task=self.task,
-            messages=self.messages,
-            usage=self.tree.usage,
-            state=self.tree.state,
-            depth=self.depth,
-            tools=tools,
-            model=model,
-            tool_name=tool_name,
-            tool_call_id=tool_call_id,
-            tool_args=tool_args,
-            tool_result=tool_result,
-            error=error,
-            model_response=model_response,
-            output=output,
-        )
+        ic.phase = phase
+        ic.agent = self.agent
+        ic.run_context = ctx
+        ic.task = self.task
+        ic.messages = self.messages
+        ic.usage = self.tree.usage
+        ic.state = self.tree.state
+        ic.depth = self.depth
+        ic.tools = tools
+        ic.model = model
+        ic.tool_name = tool_name
+        ic.tool_call_id = tool_call_id
+        ic.tool_args = tool_args
+        ic.tool_result = tool_result
+        ic.error = error
+        ic.model_response = model_response
+        ic.output = output
         return ic
 
     async def interceptor_failed(self, exc: Exception, ic: InterceptContext) -> End | UseValue | None:
