@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import threading
@@ -725,6 +726,9 @@ async def test_every_call_outcome_is_in_the_trace() -> None:
         "ok",
     )
     assert details["c2"] is not None and details["c2"].startswith("The arguments for 'add' are invalid")
+    for event in result.trace:  # every kind of event has every field set (None where it does not apply)
+        assert len([getattr(event, f.name) for f in dataclasses.fields(event)]) == 15  # AttributeError if unset
+        assert event.children == [] and event.duration >= 0
 
 
 @pytest.mark.anyio

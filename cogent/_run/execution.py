@@ -132,25 +132,24 @@ class Execution:
         usage: Any = None,
     ) -> TraceEvent:
         """Append a trace event for a step that started at `started` (perf_counter seconds)."""
-        # `object.__new__` + `__init__` skips the keyword dict a class call builds (one per step).
+        # Slots set one by one on `object.__new__`: cheaper than the dataclass `__init__` with
+        # keywords (one event per step). Every field is set here.
         event = object.__new__(TraceEvent)
-        TraceEvent.__init__(
-            event,
-            kind=kind,
-            agent=self.agent.name,
-            depth=self.depth,
-            tool_name=tool_name,
-            call_id=call_id,
-            task_id=self.task_id,
-            parent_task_id=self.parent_task_id,
-            started=started,
-            duration=time.perf_counter() - started,
-            detail=detail,
-            decision=decision,
-            finish_reason=finish_reason,
-            usage=usage,
-            error=error,
-        )
+        event.kind = kind
+        event.agent = self.agent.name
+        event.depth = self.depth
+        event.tool_name = tool_name
+        event.call_id = call_id
+        event.task_id = self.task_id
+        event.parent_task_id = self.parent_task_id
+        event.started = started
+        event.duration = time.perf_counter() - started
+        event.detail = detail
+        event.decision = decision
+        event.finish_reason = finish_reason
+        event.usage = usage
+        event.error = error
+        event.children = []
         self.trace.append(event)
         if self.tree.observer is not None:
             self.tree.observer.event(self, event)
