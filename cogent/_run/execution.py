@@ -438,7 +438,7 @@ class Execution:
                 response = history.check_response(model, await self._request(model, messages, params))
                 span.response(response)
         if response.tool_calls:
-            response = history.unique_call_ids(response, history.call_ids(self.messages))
+            response = history.unique_call_ids(response, self.messages)
         usage = tree.usage
         usage.input_tokens += response.usage.input_tokens
         usage.output_tokens += response.usage.output_tokens

@@ -12,7 +12,7 @@ from ..messages import Message, ModelResponse, RetryPrompt, SystemPrompt, ToolCa
 from ..models import Model
 from ..usage import Usage
 
-__all__ = ["call_ids", "check_history", "check_response", "repair_pairing", "unique_call_ids"]
+__all__ = ["check_history", "check_response", "repair_pairing", "unique_call_ids"]
 
 _MESSAGE_TYPES = (SystemPrompt, UserPrompt, ModelResponse, ToolReturn, RetryPrompt)
 
@@ -76,14 +76,9 @@ def check_response(model: Model, response: Any) -> ModelResponse:
     )
 
 
-def call_ids(messages: Sequence[Message]) -> set[str | None]:
-    """Return the ids of the tool calls in `messages`."""
-    return {c.id for m in messages if isinstance(m, ModelResponse) for c in m.tool_calls}
-
-
-def unique_call_ids(response: ModelResponse, earlier: set[str | None]) -> ModelResponse:
-    """Give every call of `response` an id no other call of the execution has; `earlier` holds
-    the ids of the execution's earlier calls (it is not modified).
+def unique_call_ids(response: ModelResponse, history: Sequence[Message]) -> ModelResponse:
+    """Give every call of `response` an id no call of `history` (the execution's messages so
+    far) and no other call of the response has.
 
     Missing, empty and duplicate ids (twice in the response, or used by an earlier call of
     the history) are replaced by run-assigned ones; the history and the provider then use
@@ -93,9 +88,9 @@ def unique_call_ids(response: ModelResponse, earlier: set[str | None]) -> ModelR
     """
     calls = response.tool_calls
     ids = [c.id for c in calls]
-    if all(ids) and len(set(ids)) == len(ids) and earlier.isdisjoint(ids):
+    seen = {c.id for m in history if isinstance(m, ModelResponse) for c in m.tool_calls}
+    if all(ids) and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
         return response
-    seen = set(earlier)
     fresh: list[ToolCall] = []
     for c in calls:
         if not c.id or c.id in seen:
